@@ -1,0 +1,25 @@
+# Worker lcores: one pinned native thread per worker lcore, DPDK launch semantics.
+#
+# The C-level contract used by hot code and by other Cython modules. The
+# Python surface (Eal.remote_launch, Eal.wait_lcore, ...) lives in lcore.pyx
+# and pypdk/eal/__init__.py.
+
+cdef extern from "pd_config.h":
+    enum: PD_MAX_LCORE
+    unsigned PD_LCORE_ID_ANY
+
+# What an lcore runs: a nogil C function; its int return value is collected
+# by wait_lcore (like DPDK's lcore_function_t).
+ctypedef int (*lcore_function_t)(void *arg) noexcept nogil
+
+# This thread's lcore id: the worker's id inside a worker thread, the main
+# lcore's id on the thread that called eal.init(), PD_LCORE_ID_ANY elsewhere.
+cdef unsigned lcore_id() noexcept nogil
+
+# Start f(arg) on a waiting worker lcore. 0 on success, -EBUSY when that lcore
+# is running something, -EINVAL when it is not a worker lcore.
+cdef int lcore_remote_launch(lcore_function_t f, void *arg, unsigned lcore) noexcept nogil
+
+# Wait for the lcore's function to return, and give its return value (0 when
+# it was not running).
+cdef int lcore_wait(unsigned lcore) noexcept nogil
