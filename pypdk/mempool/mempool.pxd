@@ -84,14 +84,23 @@ cdef inline int _mempool_get(pd_mempool *mp, void **objs, uint32_t n,
                              pd_mempool_cache *c) noexcept nogil:
     cdef uint32_t i, want
     cdef void **top
-    if c == NULL or n >= c.size:
+    if c == NULL:
         return 0 if ring_mc_dequeue_bulk(mp.ring, objs, n) == n else -1
     if c.len < n:
+        if n >= c.size:
+            # A big get: the ring supplies what the cache lacks, then the
+            # cache is emptied into the rest (objects in a cache are never
+            # stranded from their own lcore).
+            want = n - c.len
+            if ring_mc_dequeue_bulk(mp.ring, objs, want) == 0:
+                return -1
+            for i in range(c.len):
+                objs[want + i] = c.objs[c.len - 1 - i]
+            c.len = 0
+            return 0
         # Refill so that after this get the cache is back at its size.
         want = n + c.size - c.len
         if ring_mc_dequeue_bulk(mp.ring, &c.objs[c.len], want) == 0:
-            if c.len + ring_count(mp.ring) < n:
-                return -1
             # Not enough for a full refill: take just what is missing.
             want = n - c.len
             if ring_mc_dequeue_bulk(mp.ring, &c.objs[c.len], want) == 0:
