@@ -23,3 +23,15 @@ cdef int lcore_remote_launch(lcore_function_t f, void *arg, unsigned lcore) noex
 # Wait for the lcore's function to return, and give its return value (0 when
 # it was not running).
 cdef int lcore_wait(unsigned lcore) noexcept nogil
+
+# A launchable nogil function for Eal.remote_launch(): f(arg) runs on the
+# worker without the GIL; `keep` is any Python object that owns what arg
+# points to (a cdef class holding the struct), kept alive while it may run.
+cdef class LcoreFunction:
+    cdef lcore_function_t func
+    cdef void *arg
+    cdef object keep
+
+# The factory Cython modules use:
+#     eal.remote_launch(lcore_function_new(fwd_loop, &self.conf, self), 1)
+cdef LcoreFunction lcore_function_new(lcore_function_t func, void *arg, object keep)
