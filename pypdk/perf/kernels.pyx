@@ -115,3 +115,66 @@ def mbuf_alloc_free(uintptr_t mp_addr, uint32_t bulk, uint64_t iterations):
     if failed:
         raise RuntimeError(f"pool ran dry {failed} times")
     return (t1 - t0) / <double>(iterations * bulk)
+
+
+# ---- two lcores through one ring ---------------------------------------------
+
+from pypdk.eal.lcore cimport LcoreFunction, lcore_function_new
+
+ctypedef struct _producer_arg:
+    pd_ring *r
+    uint32_t bulk
+    int single
+    int go                  # released by the consumer when it is ready
+    uint64_t total
+
+
+cdef int _producer(void *p) noexcept nogil:
+    cdef _producer_arg *a = <_producer_arg *>p
+    cdef void *objs[512]
+    cdef uint64_t sent = 0
+    cdef uint32_t k, n
+    for k in range(a.bulk):
+        objs[k] = <void *><uintptr_t>(k + 1)
+    # Acquire: pairs with the consumer's release of `go`.
+    while not pd_load_acquire_int(&a.go):
+        pass
+    while sent < a.total:
+        n = a.bulk if a.total - sent >= a.bulk else <uint32_t>(a.total - sent)
+        if a.single:
+            sent += ring_sp_enqueue_burst(a.r, objs, n)
+        else:
+            sent += ring_mp_enqueue_burst(a.r, objs, n)
+    return 0
+
+
+cdef class _TwoLcore:
+    cdef _producer_arg arg
+
+
+def ring_two_lcores(eal, unsigned producer_lcore, uintptr_t ring_addr, uint32_t bulk,
+                    uint64_t total, bint single):
+    """A worker lcore enqueues `total` objects in bursts of `bulk`; this thread
+    (the main lcore) dequeues them. ns per object moved between the two cpus."""
+    cdef _TwoLcore st = _TwoLcore()
+    cdef void *objs[512]
+    cdef uint64_t got = 0, t0, t1
+    if bulk > 512:
+        raise ValueError("bulk <= 512")
+    st.arg.r = <pd_ring *>ring_addr
+    st.arg.bulk = bulk
+    st.arg.single = single
+    st.arg.total = total
+    eal.remote_launch(lcore_function_new(_producer, &st.arg, st), producer_lcore)
+    with nogil:
+        t0 = now_ns()
+        # Release: pairs with the producer's acquire load of `go`.
+        pd_store_release_int(&st.arg.go, 1)
+        while got < total:
+            if single:
+                got += ring_sc_dequeue_burst(st.arg.r, objs, bulk)
+            else:
+                got += ring_mc_dequeue_burst(st.arg.r, objs, bulk)
+        t1 = now_ns()
+    eal.wait_lcore(producer_lcore)
+    return (t1 - t0) / <double>total

@@ -92,7 +92,7 @@ def test_debug_mode_catches_double_free_and_wrong_pool(eal):
 def test_pool_memory_is_a_memzone_of_the_eal(eal):
     mp = Mempool("mp_zone", 32, 2048)
     try:
-        assert "mp_zone" in eal.memzones
+        assert "mp_zone" in [z.name for z in eal.memzones]
     finally:
         mp.free()
-    assert "mp_zone" not in eal.memzones
+    assert "mp_zone" not in [z.name for z in eal.memzones]
