@@ -18,6 +18,8 @@ cdef unsigned lcore_id() noexcept nogil
 
 # Start f(arg) on a waiting worker lcore. 0 on success, -EBUSY when that lcore
 # is running something, -EINVAL when it is not a worker lcore.
+# (A lcore whose function returned but was not waited for may be launched
+# again; its uncollected return value is dropped.)
 cdef int lcore_remote_launch(lcore_function_t f, void *arg, unsigned lcore) noexcept nogil
 
 # Wait for the lcore's function to return, and give its return value (0 when
