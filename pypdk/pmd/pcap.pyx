@@ -1,0 +1,810 @@
+"""net_pcap: a port that replays a capture file and records what it sends.
+
+For tests, demos and offline runs of an app: `rx_pcap=in.pcap` makes rx
+hand out the file's packets in order (once, or forever with `infinite_rx=1`),
+`tx_pcap=out.pcap` writes every sent packet to a new capture file that
+tcpdump, tshark and scapy read.
+
+Design
+------
+Reading. At `open` the whole rx file is read into one malloc'ed buffer and
+indexed: a C array of (offset, length, timestamp) records over that buffer.
+A bad file (not pcap/pcapng, a link type other than Ethernet, a record that
+claims an impossible length) is a UsageError naming the file, at open, so
+`pypdk-run` exits 2 before any lcore starts. At rx queue setup the index is
+filtered for the pool: packets are copied into chains of segments of
+`data_room` bytes each (multi-segment mbufs: a 9000-byte frame with the
+default 2048-byte data room arrives as 5 chained segments); a packet that
+would need more than 256 segments is never delivered and is counted in
+`ierrors`, once per pass over the file. rx_burst is then a nogil loop: it
+plans the burst (packets and segments), takes all the segments from the
+pool in one bulk get, memcpy's and links them, and sets pkt_len, data_len,
+nb_segs, port, queue and `timestamp` (the record's, in ns since the epoch).
+When the pool is short it retries with half the burst, down to one packet,
+and counts one `rx_nombuf` per burst that got nothing; the file position
+does not move, so nothing is lost. At the end of the file rx returns 0, or
+starts over with `infinite_rx=1`.
+
+Understood formats: classic pcap (magic a1b2c3d4 microseconds, a1b23c4d
+nanoseconds) in either byte order, and pcapng (Section Header, Interface
+Description with if_tsresol/if_tsoffset, Enhanced, Simple and the obsolete
+Packet Block; other blocks are skipped; several sections and interfaces are
+fine). The link type must be Ethernet (1). A capture that ends in the middle
+of a record (tcpdump still running, a copy cut short) is read up to the last
+whole record; `info()["rx_pcap_truncated"]` says so. Zero-length records are
+left out.
+
+Writing. The tx file is created (truncated) at open and gets its global
+header at once: classic pcap in host byte order, version 2.4, link type 1,
+microsecond timestamps (nanosecond with `tx_pcap_ns=1`), `snaplen` bytes per
+packet at most (longer packets are cut; the record keeps the original
+length). tx_burst reads the clock once per burst (CLOCK_REALTIME), appends a
+16-byte record header and the packet's bytes (all segments) to a 1 MiB C
+buffer, frees the mbufs and returns n. The buffer goes to the file with
+write() when it is 64 KiB full or 100 ms old (checked at each burst), and at
+stop and close, so a stopped or closed port's file is complete. A failed
+write (disk full) drops what was buffered and counts those packets in
+`oerrors` (`tx_write_errors` and `tx_errno` in xstats); a partial write can
+leave a cut record at the end of the file.
+
+Without rx_pcap rx gives nothing; without tx_pcap tx frees and counts what it
+is given (a sink). At least one of them is required. One rx and one tx
+queue. Capturing from a live interface (rx_iface/tx_iface/iface, as in
+DPDK's pcap PMD) is not supported: use net_af_packet.
+
+Keys:
+  rx_pcap      FILE  capture to replay on rx (pcap or pcapng, Ethernet)
+  tx_pcap      FILE  capture file to write what is sent (created/truncated)
+  infinite_rx  0/1   1: replay rx_pcap forever (default 0)
+  tx_pcap_ns   0/1   1: nanosecond timestamps in tx_pcap (default 0: microseconds)
+  snaplen      N     bytes of each sent packet written to tx_pcap (default 65535)
+  rx_iface, tx_iface, iface   not supported (use net_af_packet)
+
+Caveats: the rx file is held in memory (its size in RAM); the tx clock is
+read once per burst, so the packets of one burst share a timestamp.
+"""
+import os
+import struct
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport calloc, malloc, realloc, free
+from libc.string cimport memcpy, memset
+from libc.errno cimport errno, EINTR
+from posix.unistd cimport write
+from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
+
+from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, mbuf_mtod,
+                                 PktMbufPool)
+from pypdk.mempool.mempool cimport pd_mempool, pd_likely, pd_unlikely
+from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+
+from pypdk.pmd.devargs import Key, parse_bool, parse_size
+from pypdk.errors import UsageError, ResourceError
+
+DRIVER = "net_pcap"
+HELP = "replay a pcap/pcapng file on rx, write sent packets to a pcap file"
+KEYS = (
+    Key("rx_pcap", str, None, "capture file to replay on rx (pcap or pcapng, Ethernet)"),
+    Key("tx_pcap", str, None, "capture file to write sent packets to (created/truncated)"),
+    Key("infinite_rx", parse_bool, False, "1: replay rx_pcap forever"),
+    Key("tx_pcap_ns", parse_bool, False, "1: nanosecond timestamps in tx_pcap"),
+    Key("snaplen", parse_size, 65535, "bytes of each sent packet written (64..262144)"),
+    Key("rx_iface", str, None, "not supported: use net_af_packet"),
+    Key("tx_iface", str, None, "not supported: use net_af_packet"),
+    Key("iface", str, None, "not supported: use net_af_packet"),
+)
+
+cdef extern from *:
+    """
+    /* net_pcap sizes */
+    #define PCAP_RX_MAX_SEGS   256        /* segments one rx burst may fill (stack array) */
+    #define PCAP_TX_BUF_SIZE   1048576    /* tx staging buffer */
+    #define PCAP_TX_FLUSH_BYTES 65536     /* write when this much is staged... */
+    #define PCAP_TX_FLUSH_NS   100000000ULL /* ...or when the last write is this old */
+    #define PCAP_MAX_RECORD    268435456u /* a longer record means a corrupt file */
+    #define PCAP_MAX_IFACES    256        /* pcapng interfaces per section */
+    /* Magic numbers as read in host order: libpcap's savefile format and the
+     * pcapng draft (draft-ietf-opsawg-pcapng, sections 4.1-4.4). */
+    #define PCAP_MAGIC_US      0xa1b2c3d4u
+    #define PCAP_MAGIC_NS      0xa1b23c4du
+    #define PCAP_MAGIC_US_SWAP 0xd4c3b2a1u
+    #define PCAP_MAGIC_NS_SWAP 0x4d3cb2a1u
+    #define PCAPNG_SHB         0x0a0d0d0au /* reads the same in both byte orders */
+    #define PCAPNG_BOM         0x1a2b3c4du
+    #define PCAPNG_BOM_SWAP    0x4d3c2b1au
+    #define PCAPNG_IDB 1u
+    #define PCAPNG_PB  2u                 /* the obsolete Packet Block */
+    #define PCAPNG_SPB 3u
+    #define PCAPNG_EPB 6u
+    #define LINKTYPE_ETHERNET 1u
+    """
+    enum:
+        RX_MAX_SEGS "PCAP_RX_MAX_SEGS"
+        TX_BUF_SIZE "PCAP_TX_BUF_SIZE"
+        TX_FLUSH_BYTES "PCAP_TX_FLUSH_BYTES"
+        MAX_IFACES "PCAP_MAX_IFACES"
+    uint64_t TX_FLUSH_NS "PCAP_TX_FLUSH_NS"
+    uint32_t MAX_RECORD "PCAP_MAX_RECORD"
+    uint32_t PCAP_MAGIC_US, PCAP_MAGIC_NS, PCAP_MAGIC_US_SWAP, PCAP_MAGIC_NS_SWAP
+    uint32_t PCAPNG_SHB, PCAPNG_BOM, PCAPNG_BOM_SWAP
+    uint32_t PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB, PCAPNG_EPB, LINKTYPE_ETHERNET
+
+cdef extern from *:
+    uint16_t __builtin_bswap16(uint16_t) nogil
+    uint32_t __builtin_bswap32(uint32_t) nogil
+    uint64_t __builtin_bswap64(uint64_t) nogil
+
+
+ctypedef struct pcap_rec:
+    uint64_t off        # into the file buffer
+    uint64_t ts_ns      # capture time, ns since the epoch
+    uint32_t len        # captured bytes
+    uint32_t nseg       # segments it needs (set at rx queue setup)
+
+ctypedef struct pcap_rxq:
+    pd_eth_qstats stats
+    pd_mempool *mp
+    const char *buf     # the file (owned by the Port)
+    pcap_rec *recs      # deliverable packets, in file order
+    uint64_t nb_recs
+    uint64_t next       # the next record to deliver
+    uint64_t oversized  # records left out (too many segments): ierrors per pass
+    uint64_t passes     # passes started over the file
+    uint32_t room       # data room of one segment
+    uint16_t port
+    uint16_t queue
+    int infinite
+    int pass_counted
+
+ctypedef struct pcap_txq:
+    pd_eth_qstats stats
+    int fd              # -1: no tx_pcap, tx is a sink
+    int ns
+    uint32_t snaplen
+    uint32_t pending    # packets staged in buf (counted in stats already)
+    uint64_t pending_bytes
+    char *buf
+    size_t used
+    uint64_t last_flush_ns
+    uint64_t write_errors
+    int last_errno
+
+
+# ---- rx --------------------------------------------------------------------
+
+cdef uint16_t pcap_rx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
+    cdef pcap_rxq *rxq = <pcap_rxq *>q
+    cdef pd_mbuf *segs[RX_MAX_SEGS]
+    cdef uint32_t cum[RX_MAX_SEGS]      # segments used by the first k+1 packets
+    cdef uint32_t k = 0, nseg = 0, i, s, j, take, remain
+    cdef uint64_t idx, nb = rxq.nb_recs, nbytes = 0
+    cdef pcap_rec *r
+    cdef pd_mbuf *m
+    cdef pd_mbuf *prev
+    cdef const char *src
+    if pd_unlikely(not rxq.pass_counted and rxq.next == 0):
+        # First pass: packets too big for any chain are dropped, counted once.
+        rxq.stats.errors += rxq.oversized
+        rxq.passes += 1
+        rxq.pass_counted = 1
+    if pd_unlikely(nb == 0):
+        return 0
+    # Plan: how many packets, how many segments.
+    idx = rxq.next
+    while k < n and k < RX_MAX_SEGS:
+        if idx == nb:
+            if not rxq.infinite:
+                break
+            idx = 0
+        s = rxq.recs[idx].nseg
+        if nseg + s > RX_MAX_SEGS:
+            break
+        nseg += s
+        cum[k] = nseg
+        k += 1
+        idx += 1
+    if k == 0:
+        return 0
+    # All segments in one bulk get; with a short pool, half the burst.
+    while pktmbuf_alloc_bulk(rxq.mp, segs, cum[k - 1]) != 0:
+        k >>= 1
+        if k == 0:
+            rxq.stats.nombuf += 1
+            return 0
+    j = 0
+    for i in range(k):
+        if rxq.next == nb:                  # only with infinite_rx (the plan says so)
+            rxq.next = 0
+            rxq.stats.errors += rxq.oversized
+            rxq.passes += 1
+        r = &rxq.recs[rxq.next]
+        rxq.next += 1
+        src = rxq.buf + r.off
+        remain = r.len
+        m = segs[j]
+        m.pkt_len = r.len
+        m.nb_segs = <uint16_t>r.nseg
+        m.port = rxq.port
+        m.queue = rxq.queue
+        m.timestamp = r.ts_ns
+        prev = NULL
+        for s in range(r.nseg):
+            take = remain if remain < rxq.room else rxq.room
+            memcpy(mbuf_mtod(segs[j]), src, take)
+            segs[j].data_len = <uint16_t>take
+            if prev != NULL:
+                prev.next = segs[j]
+            prev = segs[j]
+            src += take
+            remain -= take
+            j += 1
+        pkts[i] = m
+        nbytes += r.len
+    rxq.stats.packets += k
+    rxq.stats.bytes += nbytes
+    return <uint16_t>k
+
+
+# ---- tx --------------------------------------------------------------------
+
+cdef int tx_flush(pcap_txq *txq) noexcept nogil:
+    """Write the staged records to the file; 0, or -1 (counted) on error."""
+    cdef size_t done = 0
+    cdef ssize_t w
+    while done < txq.used:
+        w = write(txq.fd, txq.buf + done, txq.used - done)
+        if w < 0:
+            if errno == EINTR:
+                continue
+            txq.write_errors += 1
+            txq.last_errno = errno
+            txq.stats.errors += txq.pending
+            txq.stats.packets -= txq.pending    # never written: oerrors, not opackets
+            txq.stats.bytes -= txq.pending_bytes
+            txq.used = 0
+            txq.pending = 0
+            txq.pending_bytes = 0
+            return -1
+        done += <size_t>w
+    txq.used = 0
+    txq.pending = 0
+    txq.pending_bytes = 0
+    return 0
+
+
+cdef inline void put32(char *p, uint32_t v) noexcept nogil:
+    memcpy(p, &v, 4)
+
+
+cdef uint16_t pcap_tx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
+    cdef pcap_txq *txq = <pcap_txq *>q
+    cdef timespec ts
+    cdef uint64_t now, nbytes = 0
+    cdef uint32_t caplen, take, frac
+    cdef uint16_t i
+    cdef pd_mbuf *seg
+    cdef char *dst
+    if txq.fd < 0:                          # no tx_pcap: a sink
+        for i in range(n):
+            nbytes += pkts[i].pkt_len
+        pktmbuf_free_bulk(pkts, n)
+        txq.stats.packets += n
+        txq.stats.bytes += nbytes
+        return n
+    clock_gettime(CLOCK_REALTIME, &ts)
+    now = <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+    frac = <uint32_t>ts.tv_nsec if txq.ns else <uint32_t>(ts.tv_nsec // 1000)
+    for i in range(n):
+        seg = pkts[i]
+        caplen = seg.pkt_len if seg.pkt_len < txq.snaplen else txq.snaplen
+        if txq.used + 16 + caplen > TX_BUF_SIZE:
+            tx_flush(txq)
+        dst = txq.buf + txq.used
+        put32(dst, <uint32_t>ts.tv_sec)
+        put32(dst + 4, frac)
+        put32(dst + 8, caplen)
+        put32(dst + 12, seg.pkt_len)
+        dst += 16
+        while seg != NULL and caplen:
+            take = seg.data_len if seg.data_len < caplen else caplen
+            memcpy(dst, mbuf_mtod(seg), take)
+            dst += take
+            caplen -= take
+            seg = seg.next
+        txq.used = <size_t>(dst - txq.buf)
+        txq.pending += 1
+        # Counted as staged, so a failed write can take them back out.
+        txq.stats.packets += 1
+        txq.stats.bytes += pkts[i].pkt_len
+        txq.pending_bytes += pkts[i].pkt_len
+    pktmbuf_free_bulk(pkts, n)
+    if txq.used >= TX_FLUSH_BYTES or now - txq.last_flush_ns >= TX_FLUSH_NS:
+        tx_flush(txq)
+        txq.last_flush_ns = now
+    return n
+
+
+# ---- file index (slow path, C speed) ----------------------------------------
+
+ctypedef struct pcap_index:
+    pcap_rec *recs
+    uint64_t nb
+    uint64_t cap
+    uint64_t skipped_empty
+    int truncated
+    # error detail
+    uint64_t err_off
+    uint32_t err_val
+
+# What index_*() return; _Index.load turns them into UsageError text.
+cdef enum:
+    E_OK = 0
+    E_NOMEM
+    E_LINKTYPE
+    E_RECLEN
+    E_BLOCKLEN
+    E_IFACE
+    E_TOO_MANY_IFACES
+
+
+cdef inline uint16_t rd16(const uint8_t *p, bint swap) noexcept nogil:
+    cdef uint16_t v
+    memcpy(&v, p, 2)
+    return __builtin_bswap16(v) if swap else v
+
+cdef inline uint32_t rd32(const uint8_t *p, bint swap) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return __builtin_bswap32(v) if swap else v
+
+cdef inline uint64_t rd64(const uint8_t *p, bint swap) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return __builtin_bswap64(v) if swap else v
+
+
+cdef int index_add(pcap_index *ix, uint64_t off, uint32_t length, uint64_t ts) noexcept nogil:
+    cdef pcap_rec *grown
+    if length == 0:
+        ix.skipped_empty += 1
+        return E_OK
+    if ix.nb == ix.cap:
+        ix.cap = ix.cap * 2 if ix.cap else 1024
+        grown = <pcap_rec *>realloc(ix.recs, ix.cap * sizeof(pcap_rec))
+        if grown == NULL:
+            return E_NOMEM
+        ix.recs = grown
+    ix.recs[ix.nb].off = off
+    ix.recs[ix.nb].len = length
+    ix.recs[ix.nb].ts_ns = ts
+    ix.recs[ix.nb].nseg = 0
+    ix.nb += 1
+    return E_OK
+
+
+cdef int index_pcap(const uint8_t *p, uint64_t size, pcap_index *ix) noexcept nogil:
+    """Classic pcap: 24-byte global header, then 16-byte record headers."""
+    cdef uint32_t magic = rd32(p, False)
+    cdef bint swap = magic == PCAP_MAGIC_US_SWAP or magic == PCAP_MAGIC_NS_SWAP
+    cdef bint ns = magic == PCAP_MAGIC_NS or magic == PCAP_MAGIC_NS_SWAP
+    cdef uint32_t linktype = rd32(p + 20, swap) & 0xffff   # upper bits: FCS info
+    cdef uint64_t pos = 24, sec, frac
+    cdef uint32_t caplen
+    cdef int rc
+    if linktype != LINKTYPE_ETHERNET:
+        ix.err_val = linktype
+        ix.err_off = 20
+        return E_LINKTYPE
+    while pos + 16 <= size:
+        sec = rd32(p + pos, swap)
+        frac = rd32(p + pos + 4, swap)
+        caplen = rd32(p + pos + 8, swap)
+        if caplen > MAX_RECORD:
+            ix.err_off = pos
+            ix.err_val = caplen
+            return E_RECLEN
+        if pos + 16 + caplen > size:
+            break
+        rc = index_add(ix, pos + 16, caplen, sec * 1000000000ULL + (frac if ns else frac * 1000))
+        if rc:
+            return rc
+        pos += 16 + caplen
+    ix.truncated = pos != size
+    return E_OK
+
+
+ctypedef struct ng_iface:
+    uint64_t tsoffset_ns
+    uint32_t snaplen
+    uint8_t tsresol
+
+
+cdef uint64_t ng_ts_ns(ng_iface *itf, uint64_t t) noexcept nogil:
+    """A pcapng timestamp in the interface's units (if_tsresol) to ns."""
+    cdef uint32_t e = itf.tsresol & 0x7f
+    cdef uint64_t sec, scale = 1
+    cdef uint32_t i
+    if itf.tsresol & 0x80:                  # 2^-e seconds
+        if e == 0:
+            return t * 1000000000ULL + itf.tsoffset_ns
+        if e >= 64:
+            return itf.tsoffset_ns
+        sec = t >> e
+        return (sec * 1000000000ULL
+                + <uint64_t>(<double>(t & ((1ULL << e) - 1)) * 1e9 / <double>(1ULL << e))
+                + itf.tsoffset_ns)
+    if e <= 9:                              # 10^-e seconds
+        for i in range(9 - e):
+            scale *= 10
+        return t * scale + itf.tsoffset_ns
+    if e > 19:
+        return itf.tsoffset_ns
+    for i in range(e - 9):
+        scale *= 10
+    return t // scale + itf.tsoffset_ns
+
+
+cdef int ng_idb(const uint8_t *body, uint32_t blen, bint swap, ng_iface *itf,
+                pcap_index *ix, uint64_t pos) noexcept nogil:
+    """Interface Description Block body: linktype, snaplen, options."""
+    cdef uint16_t linktype = rd16(body, swap), code, olen
+    cdef uint32_t o = 8, end = blen - 12
+    if linktype != LINKTYPE_ETHERNET:
+        ix.err_val = linktype
+        ix.err_off = pos
+        return E_LINKTYPE
+    itf.snaplen = rd32(body + 4, swap)
+    itf.tsresol = 6
+    itf.tsoffset_ns = 0
+    while o + 4 <= end:
+        code = rd16(body + o, swap)
+        olen = rd16(body + o + 2, swap)
+        if code == 0 or o + 4 + olen > end:
+            break
+        if code == 9 and olen >= 1:         # if_tsresol
+            itf.tsresol = body[o + 4]
+        elif code == 14 and olen >= 8:      # if_tsoffset, seconds
+            itf.tsoffset_ns = <uint64_t>(<int64_t>rd64(body + o + 4, swap) * 1000000000LL)
+        o += 4 + ((olen + 3u) & ~3u)
+    return E_OK
+
+
+cdef int index_pcapng(const uint8_t *p, uint64_t size, pcap_index *ix) noexcept nogil:
+    """pcapng: a sequence of blocks (type, total length, body, total length)."""
+    cdef ng_iface ifaces[MAX_IFACES]
+    cdef uint32_t nifaces = 0, btype, blen, bom, ifid, caplen, origlen
+    cdef uint64_t pos = 0, ts
+    cdef bint swap = False
+    cdef const uint8_t *body
+    cdef int rc
+    while pos + 12 <= size:
+        btype = rd32(p + pos, False)        # SHB's type reads the same either way
+        if btype == PCAPNG_SHB:
+            bom = rd32(p + pos + 8, False)
+            if bom != PCAPNG_BOM and bom != PCAPNG_BOM_SWAP:
+                ix.err_off = pos
+                ix.err_val = bom
+                return E_BLOCKLEN
+            swap = bom == PCAPNG_BOM_SWAP
+            nifaces = 0                     # interfaces are per section
+        else:
+            btype = rd32(p + pos, swap)
+        blen = rd32(p + pos + 4, swap)
+        if blen < 12 or blen & 3 or blen > MAX_RECORD:
+            ix.err_off = pos
+            ix.err_val = blen
+            return E_BLOCKLEN
+        if pos + blen > size:
+            break                           # cut short: keep what is whole
+        if rd32(p + pos + blen - 4, swap) != blen:
+            ix.err_off = pos
+            ix.err_val = blen
+            return E_BLOCKLEN
+        body = p + pos + 8
+        if btype == PCAPNG_IDB:
+            if blen < 20:
+                ix.err_off = pos
+                ix.err_val = blen
+                return E_BLOCKLEN
+            if nifaces == MAX_IFACES:
+                ix.err_off = pos
+                return E_TOO_MANY_IFACES
+            rc = ng_idb(body, blen, swap, &ifaces[nifaces], ix, pos)
+            if rc:
+                return rc
+            nifaces += 1
+        elif btype == PCAPNG_EPB or btype == PCAPNG_PB:
+            if blen < 32:
+                ix.err_off = pos
+                ix.err_val = blen
+                return E_BLOCKLEN
+            ifid = rd32(body, swap) if btype == PCAPNG_EPB else rd16(body, swap)
+            caplen = rd32(body + 12, swap)
+            if ifid >= nifaces:
+                ix.err_off = pos
+                ix.err_val = ifid
+                return E_IFACE
+            if caplen > blen - 32:
+                ix.err_off = pos
+                ix.err_val = caplen
+                return E_RECLEN
+            ts = (<uint64_t>rd32(body + 4, swap) << 32) | rd32(body + 8, swap)
+            rc = index_add(ix, pos + 28, caplen, ng_ts_ns(&ifaces[ifid], ts))
+            if rc:
+                return rc
+        elif btype == PCAPNG_SPB:
+            if blen < 16:
+                ix.err_off = pos
+                ix.err_val = blen
+                return E_BLOCKLEN
+            if nifaces == 0:
+                ix.err_off = pos
+                ix.err_val = 0
+                return E_IFACE
+            origlen = rd32(body, swap)
+            caplen = blen - 16
+            if origlen < caplen:
+                caplen = origlen
+            if ifaces[0].snaplen and ifaces[0].snaplen < caplen:
+                caplen = ifaces[0].snaplen
+            rc = index_add(ix, pos + 12, caplen, 0)   # an SPB has no timestamp
+            if rc:
+                return rc
+        pos += blen
+    ix.truncated = pos != size
+    return E_OK
+
+
+def _read_file(str path, str key):
+    """The file's bytes, or a UsageError/ResourceError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UsageError(f"{key}={path}: no such file", f"check the path given to {key}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{key}={path}: is a directory", f"give {key} a capture file") from None
+    except PermissionError:
+        raise ResourceError(f"{key}={path}: permission denied",
+                            "make the file readable, or run as its owner") from None
+
+
+cdef class _Index:
+    """The rx file in C memory and its record index (owned by the Port)."""
+    cdef char *buf
+    cdef uint64_t size
+    cdef pcap_index ix
+    cdef readonly str fmt
+
+    def __cinit__(self):
+        self.buf = NULL
+        memset(&self.ix, 0, sizeof(pcap_index))
+
+    def __dealloc__(self):
+        free(self.buf)
+        free(self.ix.recs)
+
+    def load(self, str path):
+        cdef bytes data = _read_file(path, "rx_pcap")
+        cdef const uint8_t *p
+        cdef uint32_t magic
+        cdef int rc
+        self.size = len(data)
+        if self.size < 24:
+            raise UsageError(f"rx_pcap={path}: not a pcap or pcapng file "
+                             f"({self.size} bytes, too short for a header)",
+                             "give a capture written by tcpdump, tshark or scapy")
+        self.buf = <char *>malloc(self.size)
+        if self.buf == NULL:
+            raise MemoryError()
+        memcpy(self.buf, <char *>data, self.size)
+        del data
+        p = <const uint8_t *>self.buf
+        magic = rd32(p, False)
+        if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS, PCAP_MAGIC_US_SWAP, PCAP_MAGIC_NS_SWAP):
+            self.fmt = "pcap-ns" if magic in (PCAP_MAGIC_NS, PCAP_MAGIC_NS_SWAP) else "pcap"
+            with nogil:
+                rc = index_pcap(p, self.size, &self.ix)
+        elif magic == PCAPNG_SHB:
+            self.fmt = "pcapng"
+            with nogil:
+                rc = index_pcapng(p, self.size, &self.ix)
+        else:
+            raise UsageError(f"rx_pcap={path}: not a pcap or pcapng file "
+                             f"(starts with {bytes(self.buf[:4]).hex()})",
+                             "give a capture written by tcpdump, tshark or scapy")
+        if rc == E_OK:
+            return
+        where = f"at byte {self.ix.err_off}"
+        if rc == E_NOMEM:
+            raise MemoryError()
+        if rc == E_LINKTYPE:
+            raise UsageError(f"rx_pcap={path}: link type {self.ix.err_val} is not Ethernet (1)",
+                             "give a capture of Ethernet frames (e.g. tcpdump -i on an "
+                             "Ethernet/veth/tap interface, not 'any' or a tun)")
+        if rc == E_RECLEN:
+            raise UsageError(f"rx_pcap={path}: corrupt file, a record {where} claims "
+                             f"{self.ix.err_val} bytes", "the file is damaged; capture again")
+        if rc == E_IFACE:
+            raise UsageError(f"rx_pcap={path}: corrupt pcapng, a packet {where} names "
+                             f"interface {self.ix.err_val}, which is not described",
+                             "the file is damaged; capture again")
+        if rc == E_TOO_MANY_IFACES:
+            raise UsageError(f"rx_pcap={path}: more than {MAX_IFACES} interfaces in one "
+                             "section", "split the capture (editcap) or convert it to pcap")
+        raise UsageError(f"rx_pcap={path}: corrupt pcapng, bad block {where} "
+                         f"(length or byte-order field {self.ix.err_val:#x})",
+                         "the file is damaged; capture again")
+
+
+def _pcap_header(bint ns, uint32_t snaplen):
+    # Host byte order: readers tell it from the magic.
+    return struct.pack("=IHHiIII", PCAP_MAGIC_NS if ns else PCAP_MAGIC_US, 2, 4, 0, 0,
+                       snaplen, LINKTYPE_ETHERNET)
+
+
+cdef class Port(EthDev):
+    max_rx_queues = 1
+    max_tx_queues = 1
+
+    cdef _Index index
+    cdef pcap_rxq *rxq
+    cdef pcap_txq *txq
+    cdef int tx_fd
+
+    def __cinit__(self):
+        self.rxq = NULL
+        self.txq = NULL
+        self.tx_fd = -1
+
+    def __init__(self, str name, dict args):
+        EthDev.__init__(self, name, DRIVER, args)
+        self.drv_rx = pcap_rx
+        self.drv_tx = pcap_tx
+        try:
+            self._probe(args)
+        except BaseException:
+            self.close()
+            raise
+
+    def _probe(self, dict args):
+        name = self.name
+        for k in ("rx_iface", "tx_iface", "iface"):
+            if args[k] is not None:
+                raise UsageError(f"{name}: {k}= (capture from a live interface) is not "
+                                 "supported by net_pcap",
+                                 f"use --vdev net_af_packet0,iface={args[k]}")
+        if args["rx_pcap"] is None and args["tx_pcap"] is None:
+            raise UsageError(f"{name}: neither rx_pcap nor tx_pcap is given",
+                             f"add ,rx_pcap=FILE and/or ,tx_pcap=FILE")
+        if not 64 <= args["snaplen"] <= 262144:
+            raise UsageError(f"{name}: snaplen {args['snaplen']} is out of range",
+                             "use snaplen=64..262144")
+        if args["infinite_rx"] and args["rx_pcap"] is None:
+            raise UsageError(f"{name}: infinite_rx=1 without rx_pcap",
+                             "add ,rx_pcap=FILE or drop infinite_rx")
+        if args["rx_pcap"] is not None:
+            self.index = _Index()
+            self.index.load(args["rx_pcap"])
+            if args["infinite_rx"] and self.index.ix.nb == 0:
+                raise UsageError(f"{name}: rx_pcap={args['rx_pcap']} has no packets to "
+                                 "replay forever", "give a capture with packets, or "
+                                 "drop infinite_rx")
+        if args["tx_pcap"] is not None:
+            path = args["tx_pcap"]
+            try:
+                self.tx_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                                     0o644)
+                os.write(self.tx_fd, _pcap_header(args["tx_pcap_ns"], args["snaplen"]))
+            except FileNotFoundError:
+                raise UsageError(f"tx_pcap={path}: the directory does not exist",
+                                 "create it or give another path") from None
+            except IsADirectoryError:
+                raise UsageError(f"tx_pcap={path}: is a directory",
+                                 "give tx_pcap a file name") from None
+            except PermissionError:
+                raise ResourceError(f"tx_pcap={path}: permission denied",
+                                    "write somewhere you may, or run as root") from None
+            except OSError as e:
+                raise ResourceError(f"tx_pcap={path}: cannot write ({e.strerror})",
+                                    "check the disk and the path") from None
+
+    def _dev_rx_queue_setup(self, q, nb_desc, PktMbufPool pool):
+        cdef uint32_t room = pool.data_room
+        cdef uint64_t i, nb = 0
+        cdef uint32_t nseg
+        cdef pcap_rxq *rxq
+        if room == 0:
+            raise UsageError(f"{self.name}: pool {pool.name!r} has no data room",
+                             "use a pool with data_room > 0")
+        if self.rxq == NULL:
+            self.rxq = <pcap_rxq *>calloc(1, sizeof(pcap_rxq))
+            if self.rxq == NULL:
+                raise MemoryError()
+        rxq = self.rxq
+        free(rxq.recs)
+        memset(rxq, 0, sizeof(pcap_rxq))
+        rxq.mp = pool.mp
+        rxq.room = room
+        rxq.port = self.port_id
+        rxq.queue = q
+        rxq.infinite = self.devargs["infinite_rx"]
+        if self.index is not None and self.index.ix.nb:
+            rxq.buf = self.index.buf
+            rxq.recs = <pcap_rec *>malloc(self.index.ix.nb * sizeof(pcap_rec))
+            if rxq.recs == NULL:
+                raise MemoryError()
+            for i in range(self.index.ix.nb):
+                nseg = (self.index.ix.recs[i].len + room - 1) // room
+                if nseg > RX_MAX_SEGS:
+                    rxq.oversized += 1
+                    continue
+                rxq.recs[nb] = self.index.ix.recs[i]
+                rxq.recs[nb].nseg = nseg
+                nb += 1
+            rxq.nb_recs = nb
+            if rxq.infinite and nb == 0:
+                raise UsageError(f"{self.name}: every packet of rx_pcap is longer than "
+                                 f"{RX_MAX_SEGS} segments of {room} bytes",
+                                 "use a pool with a bigger data_room")
+        self.set_queue(True, q, rxq)
+
+    def _dev_tx_queue_setup(self, q, nb_desc):
+        if self.txq == NULL:
+            self.txq = <pcap_txq *>calloc(1, sizeof(pcap_txq))
+            if self.txq == NULL:
+                raise MemoryError()
+            self.txq.fd = self.tx_fd
+            self.txq.ns = self.devargs["tx_pcap_ns"]
+            self.txq.snaplen = self.devargs["snaplen"]
+            if self.tx_fd >= 0:
+                self.txq.buf = <char *>malloc(TX_BUF_SIZE)
+                if self.txq.buf == NULL:
+                    raise MemoryError()
+        self.set_queue(False, q, self.txq)
+
+    def flush(self):
+        """Write what tx has staged to tx_pcap now (stop and close do this too)."""
+        if self.txq != NULL and self.txq.fd >= 0:
+            with nogil:
+                tx_flush(self.txq)
+
+    def _dev_stop(self):
+        self.flush()
+
+    def _dev_close(self):
+        self.flush()
+        if self.tx_fd >= 0:
+            os.close(self.tx_fd)
+            self.tx_fd = -1
+        if self.rxq != NULL:
+            free(self.rxq.recs)
+            free(self.rxq)
+            self.rxq = NULL
+        if self.txq != NULL:
+            free(self.txq.buf)
+            free(self.txq)
+            self.txq = NULL
+        self.index = None
+
+    def _dev_link(self):
+        return {"up": True, "speed_mbps": 10000, "duplex": "full"}
+
+    def _dev_xstats(self):
+        d = {}
+        if self.rxq != NULL:
+            d["rx_pcap_passes"] = self.rxq.passes
+            d["rx_oversized"] = self.rxq.oversized
+        if self.txq != NULL:
+            d["tx_write_errors"] = self.txq.write_errors
+            d["tx_errno"] = self.txq.last_errno
+        return d
+
+    def _dev_info(self):
+        d = {"rx_pcap": self.devargs["rx_pcap"], "tx_pcap": self.devargs["tx_pcap"],
+             "infinite_rx": bool(self.devargs["infinite_rx"])}
+        if self.index is not None:
+            d.update(rx_pcap_format=self.index.fmt, rx_pcap_packets=self.index.ix.nb,
+                     rx_pcap_truncated=bool(self.index.ix.truncated),
+                     rx_pcap_empty_records=self.index.ix.skipped_empty)
+        return d
