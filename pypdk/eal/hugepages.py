@@ -289,6 +289,8 @@ def main(argv=None) -> int:
                                  description="Show and reserve hugepages for pypdk.")
     ap.add_argument("-s", "--show", action="store_true", help="print the hugepage pools and mounts")
     ap.add_argument("-r", "--reserve", metavar="SIZE", help="set the pool to SIZE (e.g. 256M, 2G)")
+    ap.add_argument("--at-least", action="store_true",
+                    help="with --reserve: only grow the pool, never shrink it")
     ap.add_argument("-c", "--clear", action="store_true", help="release all pages of the page size")
     ap.add_argument("-n", "--node", type=int, default=None, help="NUMA node (default: let the kernel spread)")
     ap.add_argument("-p", "--page-size", default=None, help="2M or 1G (default: the kernel's default)")
@@ -300,6 +302,8 @@ def main(argv=None) -> int:
         if args.clear or args.reserve:
             want_bytes = 0 if args.clear else parse_size(args.reserve)
             want = -(-want_bytes // ps)
+            if args.at_least and not args.clear:
+                want = max(want, pool(ps, args.node).total)
             got = reserve(want, ps, args.node)
             if got < want:
                 raise ResourceError(

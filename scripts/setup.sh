@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what pypdk, its tests and its demo need on a fresh Debian 12 machine
+# (run as root), build pypdk in place, and reserve hugepages. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pkg in gcc iproute2 iputils-ping tshark tcpdump iperf3 dpdk dpdk-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    echo "setup: installing the Python headers"
+    apt-get install -y -qq --no-install-recommends python3-dev >/dev/null
+fi
+
+echo "setup: building pypdk (pip install -e '.[test]')"
+"$PY" -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+"$PY" -c 'import pypdk.ring.ring, pypdk.mempool.mbuf, pypdk.eal.lcore' \
+    || { echo "setup: the build failed" >&2; exit 1; }
+
+# Tests and the demo take pools from 2 MiB hugepages: make sure 512 (1 GiB) exist.
+"$PY" -m pypdk.eal.hugepages --reserve 1G --at-least

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up from nothing (scripts/setup.sh) and run the whole test suite, as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=${PYTHON:-python3}
+exec "$PY" -m pytest tests -q -p no:cacheprovider "$@"
