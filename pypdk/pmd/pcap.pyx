@@ -63,8 +63,10 @@ Keys:
 Caveats: the rx file is held in memory (its size in RAM); the tx clock is
 read once per burst, so the packets of one burst share a timestamp.
 """
+import atexit
 import os
 import struct
+import weakref
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport calloc, malloc, realloc, free
@@ -637,6 +639,20 @@ cdef class _Index:
                          "the file is damaged; capture again")
 
 
+# Ports with a tx file, flushed at interpreter exit if nobody closed them, so
+# a script that forgets close() still leaves a complete capture.
+_writers = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit():
+    for port in list(_writers):
+        try:
+            port.flush()
+        except Exception:
+            pass
+
+
 def _pcap_header(bint ns, uint32_t snaplen):
     # Host byte order: readers tell it from the magic.
     return struct.pack("=IHHiIII", PCAP_MAGIC_NS if ns else PCAP_MAGIC_US, 2, 4, 0, 0,
@@ -761,6 +777,7 @@ cdef class Port(EthDev):
                 self.txq.buf = <char *>malloc(TX_BUF_SIZE)
                 if self.txq.buf == NULL:
                     raise MemoryError()
+                _writers.add(self)
         self.set_queue(False, q, self.txq)
 
     def flush(self):
@@ -774,6 +791,7 @@ cdef class Port(EthDev):
 
     def _dev_close(self):
         self.flush()
+        _writers.discard(self)
         if self.tx_fd >= 0:
             os.close(self.tx_fd)
             self.tx_fd = -1
