@@ -12,7 +12,8 @@ Open: `/dev/net/tun` once per queue, `TUNSETIFF` with IFF_TAP | IFF_NO_PI
 (| IFF_MULTI_QUEUE when `queues` > 1: one fd per rx/tx queue pair), fds
 non-blocking. Queue q's rx and tx both use fd q. With several queues the
 kernel picks the fd for each frame by a hash of its flow, so different flows
-arrive on different rx queues.
+arrive on different rx queues; the port must be configured with exactly
+`queues` rx and tx queues (a fd nobody polls would swallow its flows).
 
 Created or attached (as in snabb's tap app): when the interface does not
 exist, we create it and it goes away at close (`persist=1` keeps it, as

@@ -1,8 +1,10 @@
 """net_pcap: files written by scapy and tcpdump replay byte for byte; files we
 write are read by scapy and tshark; bad files fail at open; no mbuf leaks."""
+import ctypes
 import struct
 import subprocess
 import time
+from decimal import Decimal
 
 import pytest
 from scapy.all import Ether, IP, UDP, Raw, PcapWriter, PcapNgWriter, rdpcap, wrpcap
@@ -45,6 +47,11 @@ def rx_all(port, n=32, limit=100000):
             break
         got.extend(b)
     return got
+
+
+def timestamp_ns(m):
+    """The mbuf's `timestamp` field (pd_mbuf.h: 8 bytes at offset 80, after next and pool)."""
+    return ctypes.c_uint64.from_address(m.addr + 80).value
 
 
 def bytes_and_free(mbufs):
@@ -125,6 +132,11 @@ def test_replays_every_byte_of_a_file(pool, tmp_path, kind):
     got = rx_all(port)
     assert [m.port for m in got] == [port.port_id] * len(pkts)
     assert got[-1].nb_segs == 5                    # 9000 bytes in 2048-byte segments
+    if kind == "pcapng-be-spb":                    # a Simple Packet Block has no time
+        want_ts = [0] * len(pkts)
+    else:                                          # scapy's reading of the same file
+        want_ts = [int(Decimal(str(p.time)) * 10**9) for p in rdpcap(str(path))]
+    assert [timestamp_ns(m) for m in got] == want_ts
     assert bytes_and_free(got) == [bytes(p) for p in pkts]
     assert port.rx_burst(0, 32) == []              # end of file: nothing more
     st = port.stats()
