@@ -360,6 +360,14 @@ cdef class Mbuf:
         self._p().rss_hash = v
 
     @property
+    def timestamp(self):
+        """Receive time in ns where the driver sets it (pcap: the file's time)."""
+        return self._p().timestamp
+    @timestamp.setter
+    def timestamp(self, uint64_t v):
+        self._p().timestamp = v
+
+    @property
     def vlan_tci(self):
         return self._p().vlan_tci
     @vlan_tci.setter

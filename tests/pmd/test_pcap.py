@@ -1,6 +1,5 @@
 """net_pcap: files written by scapy and tcpdump replay byte for byte; files we
 write are read by scapy and tshark; bad files fail at open; no mbuf leaks."""
-import ctypes
 import struct
 import subprocess
 import time
@@ -50,8 +49,7 @@ def rx_all(port, n=32, limit=100000):
 
 
 def timestamp_ns(m):
-    """The mbuf's `timestamp` field (pd_mbuf.h: 8 bytes at offset 80, after next and pool)."""
-    return ctypes.c_uint64.from_address(m.addr + 80).value
+    return m.timestamp
 
 
 def bytes_and_free(mbufs):
