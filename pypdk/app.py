@@ -18,7 +18,8 @@ ports and cleans the EAL. The runner launches each task on its lcore, runs
 the main lcore's loop in Python (stats, duration, signals), then calls
 `plan.stop()` (which must make every task return within a second: apps set
 a quit flag their loops poll), waits for the lcores, takes the final
-counters, calls `plan.close()`, and closes ports and the EAL.
+counters, closes the ports (their queues give back the mbufs they hold),
+calls `plan.close()` (so pools outlive every mbuf) and cleans up the EAL.
 
 Tasks run on worker lcores only: the main lcore runs the runner itself (a C
 loop there would block signal handling and the stats), so a task for the
@@ -49,7 +50,8 @@ class Plan:
         since its last call, and once more at exit with the whole run's
         length; returns the app's own display (a str or a list of lines,
         shown under the runner's table; l2fwd's port statistics) or None.
-    close: releases what setup made (pools, rings) after the lcores stopped.
+    close: releases what setup made (pools, rings) after the lcores stopped
+        and the ports were closed.
     info: free-form facts about the plan (shown by tools, put in nothing).
     port_stats: returns {port id: {'rx', 'tx', 'dropped'}} counted by the
         lcores (what they freed because a tx queue refused it, say); the

@@ -82,8 +82,9 @@ def main(argv=None) -> None:
         rc = fail(f"{e.format_message().rstrip('.')}; see pypdk-run --help (app options go after --)")
     except click.ClickException as e:
         rc = fail(f"{e.format_message().rstrip('.')}; see pypdk-run --help")
-    except click.exceptions.Abort:
-        rc = fail("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C before the run installed its handlers (while loading the app).
+        rc = 130
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

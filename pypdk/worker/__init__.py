@@ -14,6 +14,7 @@ an app's setup() returns.
 from __future__ import annotations
 
 from pypdk.app import Plan
+from pypdk.errors import UsageError
 from pypdk.worker.rtc import RtcWorker, BurstHook, macswap, drop, LCORE_STAT_NAMES
 from pypdk.worker.pipeline import Pipeline, Stage
 from pypdk.worker.pyburst import PyBurstWorker
@@ -22,8 +23,23 @@ __all__ = ["RtcWorker", "BurstHook", "macswap", "drop", "Pipeline", "Stage", "Py
            "make_plan", "LCORE_STAT_NAMES"]
 
 
+def _check_queue_owners(workers: dict) -> None:
+    """A driver queue is single-threaded: one lcore polls an rx queue, one feeds a tx queue."""
+    rx, tx = {}, {}
+    for lc, w in workers.items():
+        for rxp, rxq, txp, txq in getattr(w, "hops", None) or ():
+            for table, key, what in ((rx, (rxp, rxq), "rx"), (tx, (txp, txq), "tx")):
+                other = table.setdefault(key, lc)
+                if other != lc:
+                    raise UsageError(f"{what} queue {key[1]} of port {key[0]} is used by lcores {other} and {lc}",
+                                     f"give each {what} queue to one lcore (configure more queues to share a port)")
+
+
 def make_plan(workers: dict, close=None, app_stats=None, periodic=None, info=None) -> Plan:
     """A Plan running each worker on its lcore.
+
+    Raises UsageError when two lcores would poll one rx queue or feed one tx
+    queue (drivers' queues are single-threaded).
 
     Args:
         workers: {lcore id: worker} (RtcWorker, Stage, PyBurstWorker, or
@@ -32,6 +48,7 @@ def make_plan(workers: dict, close=None, app_stats=None, periodic=None, info=Non
     """
     from pypdk import stats
     workers = dict(workers)
+    _check_queue_owners(workers)
 
     def stop():
         for w in workers.values():

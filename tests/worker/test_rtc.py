@@ -120,3 +120,16 @@ def test_bad_worker_arguments_say_what_is_wrong(eal3, wire, hops, kw, what):
     with pytest.raises(UsageError) as e:
         RtcWorker(hops, **kw)
     assert what in str(e.value) or what in e.value.fix
+
+
+def test_a_queue_belongs_to_one_lcore(eal3, wire):
+    a = RtcWorker([(0, 0, 1, 0)])
+    b = RtcWorker([(0, 0, 0, 0)])
+    with pytest.raises(UsageError) as e:
+        make_plan({1: a, 2: b})
+    assert "rx queue 0 of port 0" in e.value.problem and "lcores 1 and 2" in e.value.problem
+    c = RtcWorker([(1, 0, 1, 0)])
+    with pytest.raises(UsageError) as e:
+        make_plan({1: a, 2: c})
+    assert "tx queue 0 of port 1" in e.value.problem
+    make_plan({1: a, 2: RtcWorker([(1, 0, 0, 0)])})     # the classic pair: fine
