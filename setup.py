@@ -8,6 +8,7 @@ Knobs (environment):
 """
 import fnmatch
 import os
+import sys
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -16,7 +17,11 @@ from setuptools.extension import Extension
 
 ROOT = Path(__file__).resolve().parent
 INCLUDE = str(ROOT / "pypdk" / "include")
-SOURCE_TREES = ["pypdk", "apps", "benchmarks", "tests/cy"]
+# The apps, benchmark kernels and Cython test kernels are built in place (an
+# editable install or build_ext --inplace), where pypdk-run and pytest find
+# them; a wheel ships the pypdk package alone.
+_IN_PLACE = any(a in sys.argv for a in ("build_ext", "editable_wheel", "develop", "--inplace"))
+SOURCE_TREES = ["pypdk", "apps", "benchmarks", "tests/cy"] if _IN_PLACE else ["pypdk"]
 
 
 def _module_name(pyx: Path) -> str:
