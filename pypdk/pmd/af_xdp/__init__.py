@@ -1,0 +1,9 @@
+"""net_af_xdp: AF_XDP sockets on a Linux interface, zero copy into mbufs.
+
+`xsk` is the driver (burst functions, the Port), `prog` the XDP program
+(built in, or a user's ELF object) and its attachment, `bpf` the bpf() and
+netlink calls underneath. See xsk's docstring for the design and the keys.
+"""
+from pypdk.pmd.af_xdp.xsk import DRIVER, HELP, KEYS, Port
+
+__all__ = ["DRIVER", "HELP", "KEYS", "Port"]
