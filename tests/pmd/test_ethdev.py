@@ -1,0 +1,142 @@
+"""The ethdev layer with net_null and net_ring: life cycle, bursts, stats,
+devargs errors that name the key, ports crossed and looped back."""
+import pytest
+
+import pypdk.pmd
+from pypdk.errors import StateError, UsageError
+from pypdk.mempool import PktMbufPool
+from pypdk.pmd import devargs
+
+
+@pytest.fixture
+def pool(eal_no_huge):
+    p = PktMbufPool("ethdev_pool", 2048, cache_size=64)
+    yield p
+    pypdk.pmd.close_all()
+    assert p.in_use_count == 0, "mbufs leaked"
+    p.free()
+
+
+def test_split_spec_gives_name_driver_and_keys():
+    assert devargs.split_spec("net_tap0,iface=tap0,queues=2") == (
+        "net_tap0", "net_tap", {"iface": "tap0", "queues": "2"})
+    assert devargs.split_spec("net_af_xdp1,iface=eth1")[1] == "net_af_xdp"
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("", "empty --vdev"),
+    ("tap0", "not a device name"),
+    ("net_null0,size", "not key=value"),
+    ("net_null0,size=1,size=2", "given twice"),
+    ("net_null0,bogus=1", "unknown key 'bogus'"),
+    ("net_null0,size=abc", "bad value 'abc' for key 'size'"),
+    ("net_nosuch0", "unknown driver 'net_nosuch'"),
+    ("net_null0,copy=maybe", "key 'copy'"),
+])
+def test_bad_specs_are_one_line_errors_naming_the_key(eal_no_huge, spec, needle):
+    with pytest.raises(UsageError) as e:
+        pypdk.pmd.open(spec)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert pypdk.pmd.ports() == []
+
+
+def test_unknown_key_error_lists_the_valid_keys(eal_no_huge):
+    with pytest.raises(UsageError, match="valid keys: copy, no-rx, size"):
+        pypdk.pmd.open("net_null0,sizes=64")
+
+
+def test_null_port_life_cycle_and_stats(pool):
+    port = pypdk.pmd.open("net_null0", size=100)
+    assert port.state == "probed" and port.driver == "net_null" and port.port_id == 0
+    with pytest.raises(StateError):
+        port.start()                       # not configured
+    port.setup(pool, nb_rxq=2, nb_txq=2).start()
+    assert port.info()["nb_rx_queues"] == 2 and port.link["up"]
+    got = port.rx_burst(0, 32) + port.rx_burst(1, 16)
+    assert len(got) == 48 and all(m.pkt_len == 100 and m.port == 0 for m in got)
+    assert port.tx_burst(1, got) == 48
+    st = port.stats()
+    assert (st["ipackets"], st["ibytes"], st["opackets"], st["obytes"]) == (48, 4800, 48, 4800)
+    xs = port.xstats()
+    assert xs["rx_q0_packets"] == 32 and xs["rx_q1_packets"] == 16 and xs["tx_q1_packets"] == 48
+    port.stop()
+    assert port.rx_burst(0, 32) == []      # a stopped port gives nothing
+    port.stats_reset()
+    assert port.stats()["ipackets"] == 0
+    port.close()
+    assert port.state == "closed" and pypdk.pmd.ports() == []
+
+
+def test_null_copy_writes_the_template_and_counts_nombuf(pool):
+    port = pypdk.pmd.open("net_null0,size=64,copy=1").setup(pool)
+    port.start()
+    m = port.rx_burst(0, 1)[0]
+    assert m.bytes()[:6] == b"\xff" * 6 and m.bytes()[12:14] == b"\x08\x00"
+    m.free()
+    hoard = pool.alloc_bulk(pool.avail_count)
+    assert port.rx_burst(0, 32) == []
+    assert port.stats()["rx_nombuf"] == 32
+    for h in hoard:
+        h.free()
+
+
+def test_queue_out_of_range_and_too_many_queues(pool):
+    port = pypdk.pmd.open("net_null0")
+    with pytest.raises(UsageError, match="rx queues"):
+        port.configure(nb_rxq=99)
+    port.setup(pool).start()
+    with pytest.raises(UsageError, match="rx queue 3 does not exist"):
+        port.rx_burst(3, 1)
+
+
+def test_two_ports_of_one_name_are_refused(pool):
+    pypdk.pmd.open("net_null0")
+    with pytest.raises(UsageError, match="already open"):
+        pypdk.pmd.open("net_null0")
+
+
+def test_ring_loopback_receives_what_it_sends(pool):
+    port = pypdk.pmd.open("net_ring0,loopback=1,size=64").setup(pool)
+    port.start()
+    pkts = pool.alloc_bulk(5)
+    for i, m in enumerate(pkts):
+        m.append(bytes([i]) * 60)
+    assert port.tx_burst(0, pkts) == 5
+    back = port.rx_burst(0, 32)
+    assert [m.bytes()[0] for m in back] == [0, 1, 2, 3, 4]
+    for m in back:
+        m.free()
+
+
+def test_ring_ports_crossed_send_to_each_other(pool):
+    a = pypdk.pmd.open("net_ring0,size=64").setup(pool)
+    b = pypdk.pmd.open("net_ring1,peer=net_ring0,size=64").setup(pool)
+    a.start()
+    b.start()
+    m = pool.alloc()
+    m.append(b"from a")
+    assert a.tx_burst(0, [m]) == 1
+    assert a.rx_burst(0, 8) == []          # not looped back
+    got = b.rx_burst(0, 8)
+    assert [g.bytes() for g in got] == [b"from a"]
+    assert b.tx_burst(0, got) == 1
+    back = a.rx_burst(0, 8)
+    assert [g.bytes() for g in back] == [b"from a"]
+    back[0].free()
+
+
+def test_ring_full_refuses_the_rest_and_the_caller_keeps_it(pool):
+    port = pypdk.pmd.open("net_ring0,size=8").setup(pool)
+    port.start()
+    pkts = pool.alloc_bulk(10)
+    sent = port.tx_burst(0, pkts)
+    assert sent == 7                       # a ring of 8 slots holds 7
+    assert port.xstats()["tx_q0_ring_full"] == 3
+    for m in pkts[sent:]:
+        m.free()                           # DPDK semantics: the rest is ours
+    port.close()                           # and close gives back what the rings hold
+
+
+def test_ring_peer_must_exist(eal_no_huge):
+    with pytest.raises(UsageError, match="not an open net_ring port"):
+        pypdk.pmd.open("net_ring1,peer=net_ring7")
