@@ -721,7 +721,8 @@ cdef class Port(EthDev):
         fpb = bs // fs
         if fc < fpb or fc % fpb:
             raise UsageError(f"{name}: framecnt={fc} is not a multiple of the {fpb} frames "
-                             f"a {bs}-byte block holds", f"use framecnt={max(fpb, fc // fpb * fpb)}")
+                             f"a {bs}-byte block holds",
+                             f"use framecnt={max(fpb, fc // fpb * fpb)}")
         if fc // fpb * bs > (1 << 31):
             raise UsageError(f"{name}: a ring of {fc // fpb * bs >> 20} MiB is too big",
                              "use a smaller framecnt")
