@@ -1,0 +1,151 @@
+"""The vRouter's startup file (TOML): read, check every table and key, apply.
+
+Tables (README.md has the schema): [vrouter], [[vif]], [[nh]], [[route]],
+[[bridge]], [[mpls]], [[vxlan]], [[neighbor]], [[policy]], [[fip]]. Each
+entry is applied through the ops function of the same name, so the checks
+and their wording are the API's. An error names the file, the table, the
+entry's position (1-based) and id, and the field:
+
+    config vrouter.toml: [[nh]] #2 (id 20): dip '192.168.50' is not an IPv4 address
+"""
+from __future__ import annotations
+
+import tomllib
+
+from pypdk.errors import UsageError
+
+from apps.vrouter.ctl import ops
+
+# table -> (allowed keys, required keys)
+SCHEMA = {
+    "vrouter": ({"mac", "underlay_ip", "icmp_src", "flow_max", "flow_timeout", "mpls_max", "burst"},
+                {"mac", "underlay_ip"}),
+    "vif": ({"id", "type", "port", "vrf", "mac", "ip", "ip6", "mtu", "policy", "mode", "queues"},
+            {"id", "type"}),
+    "nh": ({"id", "type", "vif", "encap", "dip", "members", "dmac", "vnis"}, {"id", "type"}),
+    "route": ({"vrf", "prefix", "nh", "label"}, {"vrf", "prefix", "nh"}),
+    "bridge": ({"vrf", "mac", "nh", "vni"}, {"vrf", "mac", "nh"}),
+    "mpls": ({"label", "nh"}, {"label", "nh"}),
+    "vxlan": ({"vni", "vrf"}, {"vni", "vrf"}),
+    "neighbor": ({"ip", "mac"}, {"ip", "mac"}),
+    "policy": ({"vif", "action", "proto", "src", "dst", "src_port", "dst_port", "mirror_vif"},
+               {"vif", "action"}),
+    "fip": ({"vif", "public"}, {"vif", "public"}),
+}
+ORDER = ["vif", "nh", "neighbor", "route", "bridge", "mpls", "vxlan", "policy", "fip"]
+
+
+def _where(name, table, i, entry):
+    ident = entry.get("id", entry.get("label", entry.get("vni"))) if isinstance(entry, dict) else None
+    tag = f"[[{table}]] #{i + 1}" if i is not None else f"[{table}]"
+    return f"config {name}: {tag}" + (f" (id {ident})" if ident is not None and "id" in entry else "")
+
+
+def read(path) -> dict:
+    """Parse and check the shape of the file (tables, keys); UsageError otherwise."""
+    name = str(path).rsplit("/", 1)[-1]
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"config {name}: no such file", "give --config an existing TOML file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"config {name}: not valid TOML ({e})", "fix the syntax") from None
+    for table in doc:
+        if table not in SCHEMA:
+            raise UsageError(f"config {name}: unknown table [{table}]",
+                             f"known tables: {', '.join(SCHEMA)}")
+    if "vrouter" not in doc or not isinstance(doc["vrouter"], dict):
+        raise UsageError(f"config {name}: no [vrouter] table", 'add [vrouter] with mac and underlay_ip')
+    for table, (allowed, required) in SCHEMA.items():
+        if table not in doc:
+            continue
+        entries = doc[table]
+        if table == "vrouter":
+            items = [(None, entries)]
+        else:
+            if not isinstance(entries, list):
+                raise UsageError(f"config {name}: [{table}] must be an array of tables",
+                                 f"write [[{table}]] for each entry")
+            items = list(enumerate(entries))
+        for i, e in items:
+            where = _where(name, table, i, e)
+            unknown = sorted(set(e) - allowed)
+            if unknown:
+                raise UsageError(f"{where}: unknown field {unknown[0]!r}",
+                                 f"fields of {table}: {', '.join(sorted(allowed))}")
+            missing = sorted(required - set(e))
+            if missing:
+                raise UsageError(f"{where}: missing field {missing[0]!r}", f"add {missing[0]} = ...")
+    return doc
+
+
+def apply(vr, doc: dict, name="config"):
+    """Apply a checked document to a VRouter (the [vrouter] table was used to make it)."""
+    for table in ORDER:
+        entries = list(enumerate(doc.get(table, [])))
+        if table == "nh":
+            # Members before the nexthops that group them.
+            entries.sort(key=lambda ie: ie[1].get("type") in ("ecmp", "composite"))
+        for i, e in entries:
+            try:
+                _apply_one(vr, table, e)
+            except UsageError as err:
+                raise UsageError(f"{_where(name, table, i, e)}: {err.problem}", err.fix) from None
+
+
+def _apply_one(vr, table, e):
+    if table == "vif":
+        vr.vif_add(**e)
+    elif table == "nh":
+        vr.nh_add(**e)
+    elif table == "route":
+        vr.route_add(**e)
+    elif table == "bridge":
+        vr.bridge_add(**e)
+    elif table == "mpls":
+        vr.mpls_add(**e)
+    elif table == "vxlan":
+        vr.vxlan_add(**e)
+    elif table == "neighbor":
+        vr.neighbor_add(**e)
+    elif table == "policy":
+        vr.policy_add(**e)
+    elif table == "fip":
+        vr.fip_add(**e)
+
+
+def check_vrouter(doc, name):
+    """The [vrouter] table's values (UsageError naming the field)."""
+    t = doc["vrouter"]
+    where = f"config {name}: [vrouter]"
+    try:
+        ops.parse_mac(t["mac"], "mac")
+        ops.parse_ip4(t["underlay_ip"], "underlay_ip")
+        if "icmp_src" in t:
+            ops.parse_ip4(t["icmp_src"], "icmp_src")
+        for k, lo, hi in (("flow_max", 16, 1 << 24), ("mpls_max", 16, 1 << 20), ("burst", 1, 64)):
+            if k in t:
+                ops.check_int(t[k], lo, hi, k)
+        if "flow_timeout" in t and not (isinstance(t["flow_timeout"], (int, float)) and t["flow_timeout"] > 0):
+            raise UsageError(f"flow_timeout {t['flow_timeout']!r} is not a positive number of seconds",
+                             "write flow_timeout = 30")
+    except UsageError as err:
+        raise UsageError(f"{where}: {err.problem}", err.fix) from None
+    return t
+
+
+def load(path, pool, ports=()):
+    """A VRouter built from the file at path (ports: the runner's --vdev ports)."""
+    from apps.vrouter.vrouter import VRouter
+    name = str(path).rsplit("/", 1)[-1]
+    doc = read(path)
+    t = check_vrouter(doc, name)
+    vr = VRouter(pool, t["mac"], t["underlay_ip"], t.get("icmp_src"), ports=ports,
+                 flow_max=t.get("flow_max", 1 << 16), mpls_max=t.get("mpls_max", 1 << 20))
+    try:
+        apply(vr, doc, name)
+    except BaseException:
+        vr.close()
+        raise
+    return vr
