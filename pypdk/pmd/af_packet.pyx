@@ -753,7 +753,7 @@ cdef class Port(EthDev):
                                 "or pick one from 'ip -br link'")
         self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         hw = self._ifreq(SIOCGIFHWADDR, "16sH6s16x", 0, b"")
-        if hw[1] != 1:                  # ARPHRD_ETHER
+        if hw[1] not in (1, 772):       # ARPHRD_ETHER, ARPHRD_LOOPBACK (Ethernet framing too)
             raise UsageError(f"{name}: iface={iface} is not an Ethernet interface "
                              f"(hardware type {hw[1]})",
                              "use an Ethernet-like interface (veth, tap, NIC, bridge)")
