@@ -1,0 +1,1 @@
+"""Packet headers, checksums, RSS, longest-prefix match and flow tables (see DESIGN.md)."""
