@@ -500,11 +500,25 @@ _MODE_FLAGS = {"native": bpf.XDP_FLAGS_DRV_MODE, "generic": bpf.XDP_FLAGS_SKB_MO
 
 
 def foreign_program_error(ifname: str, state: dict) -> ResourceError:
+    """The error for an interface that has an XDP program this process did not attach."""
     pid = state["prog_id"]
+    name = ""
+    try:
+        fd = bpf.prog_get_fd_by_id(pid)
+        try:
+            name = bpf.obj_info(fd)["name"]
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    if name == PROG_NAME:
+        return ResourceError(f"{ifname} already has XDP program id {pid} ({state['attached']}, "
+                             f"pypdk's from another process)",
+                             f"stop the other pypdk process using {ifname} or pick another interface")
+    how = "xdpgeneric" if state["attached"] == "generic" else "xdp"
     return ResourceError(f"{ifname} already has XDP program id {pid} "
-                         f"({state['attached']}, not pypdk's)",
-                         f"detach it with `ip link set dev {ifname} xdp off` "
-                         f"(`xdpgeneric off` for a generic one) or pick another interface")
+                         f"({state['attached']}{', ' + name if name else ''}; not pypdk's)",
+                         f"detach it with `ip link set dev {ifname} {how} off` or pick another interface")
 
 
 class Attachment:

@@ -1042,3 +1042,20 @@ cdef class Port(EthDev):
         """mbufs of rx queue q the kernel holds (fill ring + not yet received)."""
         self._check_queue(q, self.fp.nb_rxq, "rx")
         return self.rxqs[q].outstanding if self.rxqs[q] != NULL else 0
+
+    def ring_state(self, int q):
+        """The shared indexes of queue q's rings (debugging; racy while polled):
+        {'rx': (producer, consumer), 'fill': ..., 'tx': ..., 'cq': ...}."""
+        cdef xsk_rxq *rxq = self.rxqs[q] if q < self.fp.nb_rxq else NULL
+        cdef xsk_txq *txq = self.txqs[q] if q < self.fp.nb_txq else NULL
+        d = {}
+        if rxq != NULL and rxq.rx.map != NULL:
+            d["rx"] = (rxq.rx.producer[0], rxq.rx.consumer[0])
+            d["fill"] = (rxq.fill.producer[0], rxq.fill.consumer[0])
+            d["outstanding"] = rxq.outstanding
+            d["fill_target"] = rxq.fill_target
+        if txq != NULL and txq.tx.map != NULL:
+            d["tx"] = (txq.tx.producer[0], txq.tx.consumer[0])
+            d["cq"] = (txq.cq.producer[0], txq.cq.consumer[0])
+            d["inflight"] = txq.inflight
+        return d
