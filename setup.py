@@ -29,7 +29,7 @@ def _module_name(pyx: Path) -> str:
 
 
 def extensions():
-    cflags = ["-O3", "-Wno-unused-function", "-Wno-unreachable-code"]
+    cflags = ["-O3", "-Wno-unused-function", "-Wno-unreachable-code", "-Wno-sign-compare"]
     cflags += os.environ.get("PYPDK_CFLAGS", "").split()
     macros = [("PYPDK_DEBUG", "1")] if os.environ.get("PYPDK_DEBUG") else []
     only = [g for g in os.environ.get("PYPDK_MODULES", "").split(",") if g]

@@ -360,6 +360,11 @@ cdef class Mbuf:
         self._p().rss_hash = v
 
     @property
+    def queue(self):
+        """The rx queue the packet arrived on."""
+        return self._p().queue
+
+    @property
     def timestamp(self):
         """Receive time in ns where the driver sets it (pcap: the file's time)."""
         return self._p().timestamp

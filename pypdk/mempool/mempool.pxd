@@ -107,10 +107,10 @@ cdef inline int _mempool_get(pd_mempool *mp, void **objs, uint32_t n,
                 return -1
         c.len += want
     # LIFO: hand out the most recently freed (warmest) objects.
+    c.len -= n
     top = &c.objs[c.len]
     for i in range(n):
-        objs[i] = top[-1 - <int>i]
-    c.len -= n
+        objs[i] = top[n - 1 - i]
     return 0
 
 cdef inline void mempool_put_bulk_cache(pd_mempool *mp, void **objs, uint32_t n,
