@@ -494,6 +494,7 @@ cdef class Port(EthDev):
     cdef list tx_sizes
     cdef object att              # prog.Attachment while started
     cdef object pool             # the UMEM pool while started
+    cdef Memzone umem_mz         # its memory (to tell whether it still exists at stop)
     cdef bint zc
     cdef uint32_t chunk_size
     cdef uint64_t fill_delta
@@ -663,6 +664,7 @@ cdef class Port(EthDev):
         self._layout(pool)
         self.nsock = max(self.fp.nb_rxq, self.fp.nb_txq)
         self.pool = pool
+        self.umem_mz = <Memzone>(<Mempool>pool).memzone
         try:
             for i in range(self.nsock):
                 self._open_socket(i)
@@ -867,19 +869,24 @@ cdef class Port(EthDev):
             except OSError as e:
                 errors.append(e)
             self.att = None
-        # Let pending frames go (bounded: a down peer never completes them).
+        # Let pending frames go; bounded, and not at all once a kick fails
+        # for good (interface down): those descriptors are reclaimed below.
         deadline = time.monotonic() + 0.5
         for i in range(self.nsock):
             txq = self.txqs[i] if i < self.fp.nb_txq else NULL
             if txq == NULL or txq.fd < 0:
                 continue
-            while txq.inflight and time.monotonic() < deadline:
+            errs = txq.kick_errors
+            while txq.inflight and time.monotonic() < deadline and txq.kick_errors == errs:
                 with nogil:
                     if txq.tx.cached_prod != pd_load_acquire_u32(txq.tx.consumer):
                         tx_kick(txq)
                     xsk_tx_reap(txq)
                 if txq.inflight:
                     time.sleep(0.001)
+        # If the pool's memory is already gone (EAL cleaned up before the
+        # port was closed), there is no mbuf to give back: only close.
+        give_back = self.umem_mz is not None and not self.umem_mz.freed
         for i in range(self.nsock):
             if self.fds[i] >= 0:
                 self._save_kstats(i)
@@ -891,7 +898,7 @@ cdef class Port(EthDev):
                 self.fds[i] = -1
         for i in range(self.nsock):
             rxq = self.rxqs[i] if i < self.fp.nb_rxq else NULL
-            if rxq != NULL and rxq.rx.map != NULL:
+            if rxq != NULL and rxq.rx.map != NULL and give_back:
                 got = reclaim_addrs(&rxq.rx, rxq.rx.cached_cons, pd_load_acquire_u32(rxq.rx.producer),
                                     True, rxq.umem - rxq.fill_delta)
                 got += reclaim_addrs(&rxq.fill, pd_load_acquire_u32(rxq.fill.consumer),
@@ -904,7 +911,7 @@ cdef class Port(EthDev):
                 ring_unmap(&rxq.fill)
                 rxq.fd = -1
             txq = self.txqs[i] if i < self.fp.nb_txq else NULL
-            if txq != NULL and txq.tx.map != NULL:
+            if txq != NULL and txq.tx.map != NULL and give_back:
                 xsk_tx_reap(txq)
                 got = reclaim_addrs(&txq.tx, pd_load_acquire_u32(txq.tx.consumer),
                                     txq.tx.cached_prod, True, txq.umem)
@@ -918,6 +925,7 @@ cdef class Port(EthDev):
                 txq.fd = -1
         self.nsock = 0
         self.pool = None
+        self.umem_mz = None
         if errors:
             raise ResourceError(f"{self.name}: detaching the XDP program from {self.ifname} "
                                 f"failed ({errors[0]})", f"check `ip link show dev {self.ifname}`")
