@@ -72,11 +72,19 @@ class VRouter:
             self.owned_ports.remove(dev)
             dev.close()
 
-    def close(self):
-        """Close the ports it opened and free the tables (lcores stopped first)."""
+    def close_ports(self):
+        """Close the ports it opened (lcores stopped first); tables and counters stay."""
+        self.dp.synchronize()
         for dev in list(self.owned_ports):
             self.close_port(dev)
+
+    def close(self):
+        """Close the ports it opened and free the tables (lcores stopped first)."""
+        if self.dp is None:
+            return
+        self.close_ports()
         self.dp.close()
+        self.dp = None
 
     # ---- forwarding on the calling thread (tests, tools) -------------------------
 

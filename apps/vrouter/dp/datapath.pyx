@@ -453,19 +453,20 @@ cdef inline int key_fill(vr_flow_key *k, const uint8_t *l3, uint32_t avail, uint
 # ---- L3 validation --------------------------------------------------------------
 
 # An IPv4 packet at l3 with avail bytes of frame after it: 0 or a drop reason.
-cdef inline int ipv4_check(const pd_ipv4_hdr *ip, uint32_t avail) noexcept nogil:
+cdef inline int ipv4_check(const pd_ipv4_hdr *ip, uint32_t avail, uint32_t total) noexcept nogil:
+    # avail: bytes in the first segment (headers must be there); total: in the packet.
     if pd_unlikely(not ipv4_hdr_ok(ip, avail)):
         return DROP_INVALID_PACKET
-    if pd_unlikely(pd_ntohs(ip.total_length) > avail):
+    if pd_unlikely(pd_ntohs(ip.total_length) > total):
         return DROP_INVALID_PACKET
     if pd_unlikely(not ipv4_hdr_cksum_ok(ip)):
         return DROP_CHECKSUM_ERROR
     return 0
 
-cdef inline int ipv6_check(const pd_ipv6_hdr *ip6, uint32_t avail) noexcept nogil:
+cdef inline int ipv6_check(const pd_ipv6_hdr *ip6, uint32_t avail, uint32_t total) noexcept nogil:
     if pd_unlikely(avail < PD_IPV6_HDR_LEN or (pd_load_u32(ip6) & PD_BE32(0xf0000000)) != PD_BE32(0x60000000)):
         return DROP_INVALID_PACKET
-    if pd_unlikely(<uint32_t>pd_ntohs(ip6.payload_len) + PD_IPV6_HDR_LEN > avail):
+    if pd_unlikely(<uint32_t>pd_ntohs(ip6.payload_len) + PD_IPV6_HDR_LEN > total):
         return DROP_INVALID_PACKET
     return 0
 
@@ -1014,10 +1015,10 @@ cdef void virtual_rx(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil:
             bridge_forward(w, vif, vif.id, m, vif.vrf)
             return
     if et == PD_BE16(PD_ETHER_TYPE_IPV4):
-        rc = ipv4_check(<pd_ipv4_hdr *>(p + ETH_LEN), m.data_len - ETH_LEN)
+        rc = ipv4_check(<pd_ipv4_hdr *>(p + ETH_LEN), m.data_len - ETH_LEN, m.pkt_len - ETH_LEN)
         family = 4
     elif et == PD_BE16(PD_ETHER_TYPE_IPV6):
-        rc = ipv6_check(<pd_ipv6_hdr *>(p + ETH_LEN), m.data_len - ETH_LEN)
+        rc = ipv6_check(<pd_ipv6_hdr *>(p + ETH_LEN), m.data_len - ETH_LEN, m.pkt_len - ETH_LEN)
         family = 6
         if rc == 0 and (<pd_ipv6_hdr *>(p + ETH_LEN)).proto == PD_IPPROTO_ICMPV6:
             if nd_from_vm(w, vif, m, PD_IPV6_HDR_LEN):
@@ -1080,10 +1081,10 @@ cdef void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off, uint32
     avail = m.data_len - off - 4
     if (l3[0] >> 4) == 4:
         family = 4
-        rc = ipv4_check(<pd_ipv4_hdr *>l3, avail)
+        rc = ipv4_check(<pd_ipv4_hdr *>l3, avail, m.pkt_len - off - 4)
     elif (l3[0] >> 4) == 6:
         family = 6
-        rc = ipv6_check(<pd_ipv6_hdr *>l3, avail)
+        rc = ipv6_check(<pd_ipv6_hdr *>l3, avail, m.pkt_len - off - 4)
     else:
         rc = DROP_INVALID_PACKET
     if pd_unlikely(rc != 0):
@@ -1170,7 +1171,7 @@ cdef void fip_rx(vr_worker *w, vr_vif *fab, pd_mbuf *m, int32_t si) noexcept nog
     cdef vr_flow *f
     cdef uint32_t hash, avail = m.data_len - ETH_LEN
     cdef int l4off, rc
-    rc = ipv4_check(ip, avail)
+    rc = ipv4_check(ip, avail, m.pkt_len - ETH_LEN)
     if pd_unlikely(rc != 0):
         drop(w, m, fab.id, rc)
         return

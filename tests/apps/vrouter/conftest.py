@@ -22,4 +22,8 @@ def pool(eal_no_huge):
 
 @pytest.fixture
 def node(tmp_path, pool):
-    return Node(tmp_path, pool)
+    n = Node(tmp_path, pool)
+    try:
+        yield n
+    finally:
+        n.vr.close()

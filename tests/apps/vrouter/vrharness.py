@@ -67,7 +67,7 @@ class Node:
         return self.finish()
 
     def finish(self):
-        self.vr.close()
+        self.vr.close_ports()
         out = {}
         for id, (type, kw) in self.specs.items():
             if type == "agent":
