@@ -62,6 +62,7 @@ OPS: dict[str, str] = {
     "bridge_add": "w", "bridge_del": "w",
     "mpls_add": "w", "mpls_del": "w", "mpls_dump": "r",
     "vxlan_add": "w", "vxlan_del": "w", "vxlan_dump": "r",
+    "bridge_dump": "r",
     "neighbor_add": "w", "neighbor_del": "w", "neighbor_list": "r",
     "policy_add": "w", "policy_clear": "w", "policy_list": "r",
     "fip_add": "w", "fip_del": "w", "fip_list": "r",

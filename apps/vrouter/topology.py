@@ -1,0 +1,386 @@
+"""Real topologies for the vRouter: compute nodes, VMs and an underlay, in network namespaces.
+
+Topology 1 (two compute nodes, two VMs each; the kernel is every peer):
+
+    ns <p>-vm11 (10.1.1.11) ─ tap tvm11 ┐                      ┌ tap tvm21 ─ ns <p>-vm21 (10.1.1.21)
+    ns <p>-vm12 (10.1.1.12) ─ tap tvm12 ┤ vRouter node1        │ vRouter node2 ├ tap tvm22 ─ ns <p>-vm22
+                        ns <p>-n1: eth0 (fabric, af_packet)   ns <p>-n2: eth0 (fabric)
+                                   vhost0 192.168.50.1 (tap)         vhost0 192.168.50.2
+                                          │ veth                            │ veth
+                              ns <p>-ul: bridge br0 ──────── (veth) ── ns <p>-peer: eth0 192.168.50.9
+                                                                     (+ vxlan0 10.1.1.9, VNI 5000)
+
+Each vRouter process runs inside its node's namespace (`ip netns exec <p>-n1
+pypdk-run apps/vrouter ...`), so the fabric veth end, the vhost tap that
+carries the underlay address and the VM taps it creates all start there;
+`attach()` then gives vhost0 the node's MAC and underlay address and moves
+each VM tap into its VM namespace (the tap driver follows its fd). The
+underlay is a Linux bridge in its own namespace; the optional peer namespace
+is a plain underlay host (a floating IP's client) and, with
+`peer_vxlan=True`, a kernel VXLAN endpoint in the VMs' subnet.
+
+The fabric veth end in a node namespace carries no address, but the kernel
+there would still answer for the node's underlay address on it (Linux is a
+weak host) and bounce tunnel packets with ICMP errors: a tc ingress filter
+(a one-instruction classic BPF program that says "drop") drops everything
+the kernel would receive on it, after the vRouter's AF_PACKET socket has had
+its copy (packet taps run before tc ingress).
+
+Encapsulations: `mplsoudp` and `mplsogre` make routed (L3) VM vifs with
+proxy ARP, /32 routes and one MPLS label per VM (100 + vif id); `vxlan`
+makes bridged (L2) vifs, a bridge entry per VM MAC and a flood entry per
+node (a composite nexthop with one member per local VM and per remote
+VTEP), VNI 5000 <-> VRF 1.
+
+`build()` makes everything but the vRouters and writes each node's TOML
+(apps/vrouter/config.py's schema) to the work directory; `vrouter_argv()` is
+the command line for a node; `attach()` finishes a node once its vRouter
+runs; `teardown()` removes every namespace (their interfaces go with them)
+and file it made. Nothing here needs the vRouter's Python code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from pypdk.testing import netns as nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+UNDERLAY_NET = "192.168.50"
+VM_NET = "10.1.1"
+PEER_IP = f"{UNDERLAY_NET}.9"
+PEER_VM_IP = f"{VM_NET}.9"
+PEER_VXLAN_MAC = "02:00:00:00:01:09"
+VNI = 5000
+VRF = 1
+ENCAPS = ("mplsoudp", "mplsogre", "vxlan")
+FABRIC_MTU = 9000           # room for the tunnel headers around a 1500-byte VM packet
+NH_DISCARD, NH_RESOLVE, NH_TUNNEL0, NH_FLOOD = 1, 2, 100, 200
+FIRST_VM_VIF = 3            # 0 fabric, 1 vhost, 2 agent
+
+
+@dataclass
+class VM:
+    name: str               # vm11
+    ns: str                 # its namespace
+    node: int               # 1-based node number
+    vif: int                # vif id on its node
+    ip: str
+    mac: str
+    tap: str                # interface name (created by the vRouter in the node namespace)
+    queues: int = 1
+    label: int = 0          # MPLS label of its vif on its node
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.ip}/24"
+
+
+@dataclass
+class Node:
+    index: int
+    name: str               # node1
+    ns: str
+    underlay_ip: str
+    mac: str                # fabric, vhost0 and vRouter MAC
+    vms: list[VM] = field(default_factory=list)
+    config: str = ""        # path of its TOML
+    socket: str = ""        # its control socket
+    stats_json: str = ""
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))         # a TOML basic string is a JSON string
+
+
+def to_toml(doc: dict) -> str:
+    """A config dict ({table: dict | [dict]}) as TOML: [table] and [[table]] of scalars."""
+    out = []
+    for table, body in doc.items():
+        entries = body if isinstance(body, list) else [body]
+        for e in entries:
+            out.append(f"[[{table}]]" if isinstance(body, list) else f"[{table}]")
+            out += [f"{k} = {toml_value(v)}" for k, v in e.items() if v is not None]
+            out.append("")
+    return "\n".join(out)
+
+
+class Topology:
+    """Namespaces, underlay and configs for N compute nodes with M VMs each (see the module doc).
+
+    Args:
+        encap: mplsoudp, mplsogre or vxlan.
+        nodes: compute nodes (1 or 2).
+        vms: VMs per node.
+        peer: add the underlay host namespace <p>-peer (192.168.50.9).
+        peer_vxlan: give the peer a kernel vxlan0 (VNI 5000, remote node1,
+            10.1.1.9/24 in the VMs' subnet); implies peer, needs encap vxlan.
+        queues: {vm name: queues} for multi-queue VM taps.
+        policy: VM vifs do flows and policy.
+        fip: {vm name: public underlay address} floating IPs.
+        fabric: "af_packet" (default) or "af_xdp" for the fabric vif.
+        prefix: the namespaces' name prefix (default unique per process).
+        workdir: where configs and stats go (default a fresh temp dir).
+    """
+
+    def __init__(self, encap: str = "mplsoudp", nodes: int = 2, vms: int = 2, *, peer: bool = False,
+                 peer_vxlan: bool = False, queues: dict | None = None, policy: bool = True,
+                 fip: dict | None = None, fabric: str = "af_packet", prefix: str | None = None,
+                 workdir: str | None = None, log=None):
+        if encap not in ENCAPS:
+            raise ValueError(f"encap {encap!r}: one of {', '.join(ENCAPS)}")
+        if peer_vxlan and encap != "vxlan":
+            raise ValueError("a kernel VXLAN peer needs encap='vxlan'")
+        if fabric not in ("af_packet", "af_xdp"):
+            raise ValueError(f"fabric {fabric!r}: af_packet or af_xdp")
+        self.encap = encap
+        self.peer = peer or peer_vxlan
+        self.peer_vxlan = peer_vxlan
+        self.policy = policy
+        self.fip = dict(fip or {})
+        self.fabric = fabric
+        self.prefix = prefix or nn.unique_name("vr")[:9]
+        self.own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="pypdk-vrouter-")
+        self.log = log or (lambda text: None)
+        self.made_ns: list[str] = []
+        self.ul = f"{self.prefix}-ul"
+        self.peer_ns = f"{self.prefix}-peer"
+        queues = dict(queues or {})
+        self.nodes: list[Node] = []
+        for i in range(1, nodes + 1):
+            n = Node(i, f"node{i}", f"{self.prefix}-n{i}", f"{UNDERLAY_NET}.{i}", f"02:50:00:00:00:{i:02x}")
+            for j in range(1, vms + 1):
+                name = f"vm{i}{j}"
+                vif = FIRST_VM_VIF + j - 1
+                n.vms.append(VM(name, f"{self.prefix}-{name}", i, vif, f"{VM_NET}.{i}{j}",
+                                f"02:00:00:00:0{i}:{i}{j}", f"t{name}", queues.get(name, 1), 100 + vif))
+            n.config = os.path.join(self.workdir, f"{n.name}.toml")
+            n.socket = os.path.join(self.workdir, f"{n.name}.sock")
+            n.stats_json = os.path.join(self.workdir, f"{n.name}.stats.json")
+            self.nodes.append(n)
+        unknown = set(queues) | set(self.fip)
+        unknown -= {vm.name for vm in self.vms}
+        if unknown:
+            raise ValueError(f"no VM named {sorted(unknown)[0]}")
+
+    # ---- queries ------------------------------------------------------------------
+
+    @property
+    def vms(self) -> list[VM]:
+        return [vm for n in self.nodes for vm in n.vms]
+
+    def vm(self, name: str) -> VM:
+        return next(v for v in self.vms if v.name == name)
+
+    def node(self, name_or_index) -> Node:
+        for n in self.nodes:
+            if name_or_index in (n.name, n.index):
+                return n
+        raise KeyError(name_or_index)
+
+    # ---- configs ------------------------------------------------------------------
+
+    def fabric_port(self, n: Node) -> str:
+        if self.fabric == "af_xdp":
+            return "net_af_xdp0,iface=eth0"
+        return "net_af_packet0,iface=eth0"
+
+    def config(self, n: Node) -> dict:
+        """Node n's vRouter config (the TOML's tables as a dict)."""
+        l2 = self.encap == "vxlan"
+        vifs = [{"id": 0, "type": "fabric", "port": self.fabric_port(n), "mtu": FABRIC_MTU},
+                {"id": 1, "type": "vhost", "port": "net_tap1,iface=vhost0", "mac": n.mac, "ip": n.underlay_ip,
+                 "mtu": FABRIC_MTU},
+                {"id": 2, "type": "agent"}]
+        nhs = [{"id": NH_DISCARD, "type": "discard"}, {"id": NH_RESOLVE, "type": "resolve"}]
+        routes, mpls, bridge, vxlan, fips = [], [], [], [], []
+        for vm in n.vms:
+            port = f"net_tap{vm.vif},iface={vm.tap}" + (f",queues={vm.queues}" if vm.queues > 1 else "")
+            vifs.append({"id": vm.vif, "type": "virtual", "port": port, "vrf": VRF, "mac": vm.mac,
+                         "ip": vm.ip, "policy": self.policy, "mode": "l2" if l2 else "l3",
+                         "queues": vm.queues})
+            nhs.append({"id": vm.vif, "type": "encap", "vif": vm.vif})
+            if l2:
+                bridge.append({"vrf": VRF, "mac": vm.mac, "nh": vm.vif})
+            else:
+                routes.append({"vrf": VRF, "prefix": f"{vm.ip}/32", "nh": vm.vif})
+                mpls.append({"label": vm.label, "nh": vm.vif})
+            if vm.name in self.fip:
+                fips.append({"vif": vm.vif, "public": self.fip[vm.name]})
+        flood_members, flood_vnis = [vm.vif for vm in n.vms], [0] * len(n.vms)
+        for other in self.nodes:
+            if other is n:
+                continue
+            tid = NH_TUNNEL0 + other.index
+            nhs.append({"id": tid, "type": "tunnel", "encap": self.encap, "dip": other.underlay_ip})
+            for vm in other.vms:
+                if l2:
+                    bridge.append({"vrf": VRF, "mac": vm.mac, "nh": tid, "vni": VNI})
+                else:
+                    routes.append({"vrf": VRF, "prefix": f"{vm.ip}/32", "nh": tid, "label": vm.label})
+            flood_members.append(tid)
+            flood_vnis.append(VNI)
+        if self.peer_vxlan and n.index == 1:
+            tid = NH_TUNNEL0 + 9
+            nhs.append({"id": tid, "type": "tunnel", "encap": "vxlan", "dip": PEER_IP})
+            bridge.append({"vrf": VRF, "mac": PEER_VXLAN_MAC, "nh": tid, "vni": VNI})
+            flood_members.append(tid)
+            flood_vnis.append(VNI)
+        if l2:
+            nhs.append({"id": NH_FLOOD, "type": "composite", "members": flood_members, "vnis": flood_vnis})
+            bridge.append({"vrf": VRF, "mac": "ff:ff:ff:ff:ff:ff", "nh": NH_FLOOD})
+            vxlan.append({"vni": VNI, "vrf": VRF})
+        else:
+            # The VMs' gateway and anything unknown: answered by proxy ARP, then discarded.
+            routes.append({"vrf": VRF, "prefix": "0.0.0.0/0", "nh": NH_DISCARD})
+        # The underlay in the fabric VRF (a floating IP's replies): resolved by the agent's ARP.
+        routes.append({"vrf": 0, "prefix": f"{UNDERLAY_NET}.0/24", "nh": NH_RESOLVE})
+        doc = {"vrouter": {"mac": n.mac, "underlay_ip": n.underlay_ip},
+               "vif": vifs, "nh": nhs, "route": routes}
+        for k, v in (("bridge", bridge), ("mpls", mpls), ("vxlan", vxlan), ("fip", fips)):
+            if v:
+                doc[k] = v
+        return doc
+
+    def write_configs(self) -> None:
+        for n in self.nodes:
+            with open(n.config, "w") as f:
+                f.write(f"# {n.name} of a pypdk vRouter topology ({self.encap}); written by apps/vrouter/topology.py\n")
+                f.write(to_toml(self.config(n)))
+
+    # ---- build and tear down ----------------------------------------------------------
+
+    def _ns(self, name: str) -> str:
+        nn.add_netns(name)
+        self.made_ns.append(name)
+        return name
+
+    def build(self) -> "Topology":
+        """Namespaces, the underlay bridge, the fabric veths, the peer, the configs."""
+        try:
+            self.log(f"underlay: namespace {self.ul} with bridge br0 (MTU {FABRIC_MTU})")
+            self._ns(self.ul)
+            nn.ns_run(self.ul, "ip", "link", "add", "br0", "mtu", str(FABRIC_MTU), "type", "bridge")
+            nn.set_link("br0", self.ul, "up")
+            for n in self.nodes:
+                self.log(f"{n.name}: namespace {n.ns}, fabric eth0 {n.mac} on the underlay")
+                self._ns(n.ns)
+                self._uplink(f"p{n.index}", n.ns, n.mac)
+                # The kernel of the node must not take the fabric's packets (module doc).
+                nn.ns_run(n.ns, "tc", "qdisc", "add", "dev", "eth0", "clsact")
+                # cls_bpf in direct-action mode, classic BPF "ret #2" (TC_ACT_SHOT): needs no
+                # tc action module, which not every kernel has.
+                nn.ns_run(n.ns, "tc", "filter", "add", "dev", "eth0", "ingress", "bpf", "da",
+                          "bytecode", "1,6 0 0 2,")
+                for vm in n.vms:
+                    self._ns(vm.ns)
+            if self.peer:
+                self.log(f"peer: namespace {self.peer_ns}, eth0 {PEER_IP}/24 on the underlay")
+                self._ns(self.peer_ns)
+                self._uplink("pp", self.peer_ns, "02:50:00:00:00:09")
+                nn.add_addr("eth0", f"{PEER_IP}/24", self.peer_ns)
+                if self.peer_vxlan:
+                    self.log(f"peer: kernel vxlan0 VNI {VNI} remote {self.nodes[0].underlay_ip}, "
+                             f"{PEER_VM_IP}/24 in the VMs' subnet")
+                    nn.ns_run(self.peer_ns, "ip", "link", "add", "vxlan0", "address", PEER_VXLAN_MAC,
+                              "type", "vxlan", "id", str(VNI), "remote", self.nodes[0].underlay_ip,
+                              "local", PEER_IP, "dstport", "4789", "dev", "eth0")
+                    nn.ns_run(self.peer_ns, "ip", "link", "set", "vxlan0", "mtu", "1500")
+                    nn.add_addr("vxlan0", f"{PEER_VM_IP}/24", self.peer_ns)
+            self.write_configs()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def _uplink(self, br_end: str, ns: str, mac: str) -> None:
+        nn.ns_run(self.ul, "ip", "link", "add", br_end, "mtu", str(FABRIC_MTU), "type", "veth",
+                  "peer", "name", "eth0", "mtu", str(FABRIC_MTU), "address", mac, "netns", ns)
+        nn.ns_run(self.ul, "ip", "link", "set", br_end, "master", "br0", "up")
+        nn.disable_ipv6("eth0", ns)
+        nn.set_link("eth0", ns, "up")
+
+    def teardown(self) -> None:
+        """Remove every namespace made (their interfaces with them) and the work files."""
+        for ns in reversed(self.made_ns):
+            try:
+                nn.del_netns(ns)
+            except Exception:          # keep going: remove the rest
+                pass
+        self.made_ns = []
+        if self.own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.build()
+
+    def __exit__(self, *exc):
+        self.teardown()
+        return False
+
+    # ---- the vRouters ---------------------------------------------------------------
+
+    def vrouter_argv(self, n: Node, *, lcores: str = "0-1", no_huge: bool = True,
+                     runner: tuple = (), app: tuple = (), python: str | None = None) -> list[str]:
+        """The command starting node n's vRouter in its namespace."""
+        argv = ["ip", "netns", "exec", n.ns, python or sys.executable, "-m", "pypdk.cli",
+                os.path.join(ROOT, "apps", "vrouter"), "--lcores", lcores,
+                "--file-prefix", f"{self.prefix}{n.index}"]
+        if no_huge:
+            argv.append("--no-huge")
+        argv += [*runner, "--stats-json", n.stats_json, "--", "--config", n.config,
+                 "--name", f"{self.prefix}-{n.name}", "--ctl-socket", n.socket, *app]
+        return argv
+
+    def wait_ready(self, n: Node, proc=None, timeout: float = 30) -> None:
+        """Until node n's vRouter made its taps and its control socket (RuntimeError after timeout)."""
+        want = ["vhost0"] + [vm.tap for vm in n.vms]
+        end = time.monotonic() + timeout
+        while True:
+            missing = [t for t in want if not nn.link_exists(t, n.ns)]
+            if not missing and os.path.exists(n.socket):
+                return
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{n.name}: the vRouter exited with status {proc.returncode} before it was ready")
+            if time.monotonic() > end:
+                what = missing[0] if missing else f"control socket {n.socket}"
+                raise RuntimeError(f"{n.name}: {what} did not appear within {timeout:g} s")
+            time.sleep(0.1)
+
+    def attach(self, n: Node) -> None:
+        """Finish node n once its vRouter runs: vhost0 gets the underlay address, VM taps go to the VMs."""
+        self.log(f"{n.name}: vhost0 {n.underlay_ip}/24 ({n.mac}) in {n.ns}")
+        nn.disable_ipv6("vhost0", n.ns)
+        nn.ns_run(n.ns, "ip", "link", "set", "dev", "vhost0", "address", n.mac, "mtu", str(FABRIC_MTU))
+        nn.add_addr("vhost0", f"{n.underlay_ip}/24", n.ns)
+        for vm in n.vms:
+            self.log(f"{n.name}: tap {vm.tap} -> namespace {vm.ns} as {vm.cidr} ({vm.mac})"
+                     + (f", {vm.queues} queues" if vm.queues > 1 else ""))
+            nn.move_link(vm.tap, vm.ns, n.ns)
+            nn.ns_run(vm.ns, "ip", "link", "set", "dev", vm.tap, "address", vm.mac)
+            nn.add_addr(vm.tap, vm.cidr, vm.ns)
+            if self.encap != "vxlan":
+                nn.ns_run(vm.ns, "ip", "route", "add", "default", "via", f"{VM_NET}.1", "dev", vm.tap)
+
+    # ---- traffic helpers ---------------------------------------------------------------
+
+    def ping(self, src: str, dst_ip: str, count: int = 3, wait: float = 1):
+        """Ping from VM (or 'peer') `src` to an address; the CompletedProcess."""
+        ns = self.peer_ns if src == "peer" else self.vm(src).ns
+        return nn.ping(ns, dst_ip, count=count, wait=wait)
+
+    def ns_of(self, who: str) -> str:
+        return self.peer_ns if who == "peer" else self.vm(who).ns
+
