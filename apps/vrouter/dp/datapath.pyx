@@ -1886,3 +1886,8 @@ cdef class Router:
 cdef uint64_t vr_bench_bursts(vr_worker *w, uint16_t vif, pd_mbuf **pkts, uint32_t n) noexcept nogil:
     vr_process_burst(w, vif, 0, pkts, n)
     return n
+
+
+def rdtsc():
+    """The time-stamp counter (the flow clock)."""
+    return pd_rdtsc()
