@@ -4,9 +4,11 @@
 file declares the vifs (each with its own port spec), nexthops, routes,
 labels, VNIs, neighbours, policies and floating IPs (config.py). Every
 worker lcore runs the vRouter's forwarding loop (dp/datapath.pyx) over its
-share of the vifs' rx queues (dealt round-robin); the main lcore runs the
-minimal agent (trapped ARP -> neighbours, resolve -> ARP requests) and flow
-aging from the runner's periodic tick. With --stats-json the per-vif
+share of the vifs' rx queues (dealt round-robin); the agent (agent.py: ARP
+on the fabric for underlay neighbours and resolve routes, ARP for floating
+IPs, flow aging) and the control socket that `pypdk-vrouter` talks to
+(ctl/server.py, --name/--ctl-socket) run on threads of the process; the
+runner's --stats-period shows per-vif rates. With --stats-json the per-vif
 counters and the drop statistics go under "app".
 """
 from __future__ import annotations
@@ -35,6 +37,11 @@ def options():
                   metavar="SECONDS", help="idle flows are aged after this long (closed TCP: 1 s)")
     @click.option("--mbufs", type=click.IntRange(1024), default=POOL_MBUFS, show_default=True,
                   help="packet buffers in the pool")
+    @click.option("--name", default="0", show_default=True,
+                  help="this vRouter's name (control socket /run/pypdk/vrouter-NAME.sock)")
+    @click.option("--ctl-socket", default=None, metavar="PATH",
+                  help="control socket path (default /run/pypdk/vrouter-NAME.sock; '' for none)")
+    @click.option("--no-agent", is_flag=True, help="run no agent thread (tests drive the slow path)")
     def command(**kw):
         pass
 
@@ -71,25 +78,56 @@ def setup(eal, ports, opts):
         pool.free()
         raise
 
+    try:
+        control = _start_control(vr, opts)
+    except BaseException:
+        vr.close()
+        pool.free()
+        raise
+
     def stop():
         for w in wk.values():
             w.stop()
 
-    def periodic(dt):
-        vr.agent_poll()
-        vr.flow_age()
-        d = {k: v for k, v in vr.dropstats().items() if v}
-        lines = ["vrouter: " + ", ".join(f"vif {v['id']} rx {v['stats']['rx_packets']} tx {v['stats']['tx_packets']}"
-                                         for v in vr.vif_list())]
-        if d:
-            lines.append("dropstats: " + ", ".join(f"{k} {v}" for k, v in d.items()))
-        return lines
-
     def close():
+        control.close()
         vr.close()
         pool.free()
 
     return Plan(tasks={lc: w.lcore_function() for lc, w in wk.items()}, stop=stop,
                 lcore_stats=lambda: {lc: w.stats() for lc, w in wk.items()},
-                app_stats=vr.stats_json, periodic=periodic, close=close,
+                app_stats=lambda: _locked(control, vr.stats_json), periodic=_live_view(vr, control), close=close,
                 info={"lcores": {lc: pairs for lc, pairs in assignment.items()}, "vrouter": vr})
+
+
+# ---- the control hook: agent thread, control socket, live view (apps/vrouter/agent.py) ----
+# The agent owns the trap ring and ages flows; the control socket serves
+# pypdk-vrouter; both (and the stats below) take control.lock, the one
+# writer's lock of the vRouter's tables.
+
+def _start_control(vr, opts):
+    from apps.vrouter.agent import start_control
+    return start_control(vr, name=opts.name, socket_path=opts.ctl_socket, agent=not opts.no_agent)
+
+
+def _locked(control, fn):
+    with control.lock:
+        return fn()
+
+
+def _live_view(vr, control):
+    """--stats-period: per-vif rx/tx rates and drops (pypdk-vrouter top shows the same)."""
+    from apps.vrouter.ctl import show
+    last = {"vifs": None}
+
+    def periodic(dt):
+        with control.lock:
+            cur = vr.vif_list()
+            drops = {k: v for k, v in vr.dropstats().items() if v}
+        lines = show.vif_rates(last["vifs"], cur, dt, f"vRouter vifs (rates over {dt:.1f} s)")
+        last["vifs"] = cur
+        if drops:
+            lines.append("dropstats: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
+        return lines
+
+    return periodic
