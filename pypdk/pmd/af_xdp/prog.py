@@ -549,8 +549,10 @@ _attached: dict[int, Attachment] = {}
 
 
 def attach(ifname: str, ifindex: int, mode: str, xdp_prog: str | None,
-           max_entries: int) -> Attachment:
-    """pypdk's program on `ifindex` (attached now, or shared with another port).
+           obj: BpfObject | None, max_entries: int) -> Attachment:
+    """pypdk's program on `ifindex` (attached now, or shared with another port):
+    the built-in one (xdp_prog None) or the object parsed from xdp_prog (`obj`,
+    parsed now if None).
 
     Raises:
         ResourceError: a program that is not ours is attached, no permission,
@@ -569,7 +571,10 @@ def attach(ifname: str, ifindex: int, mode: str, xdp_prog: str | None,
     state = bpf.xdp_query(ifindex)
     if state["prog_id"]:
         raise foreign_program_error(ifname, state)
-    prog = load_object(parse_elf(xdp_prog)) if xdp_prog else load_default(max_entries)
+    if xdp_prog:
+        prog = load_object(obj if obj is not None else parse_elf(xdp_prog))
+    else:
+        prog = load_default(max_entries)
     try:
         link_fd, used = _link(ifname, ifindex, prog, mode)
         att = Attachment(ifname, ifindex, used, prog, link_fd, xdp_prog)

@@ -107,7 +107,7 @@ from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc, pktmbuf_alloc_bulk, pkt
                                  PD_MBUF_F_INDIRECT)
 from pypdk.mempool.mempool cimport Mempool, pd_mempool, pd_likely, pd_unlikely
 from pypdk.eal.memzone cimport Memzone
-from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 
 from pypdk.pmd.devargs import Key
 from pypdk.pmd.af_xdp import prog as _prog
@@ -487,9 +487,9 @@ cdef class Port(EthDev):
     cdef int start_queue
     cdef int qcount
     cdef int nsock
-    cdef xsk_rxq *rxqs[16]
-    cdef xsk_txq *txqs[16]
-    cdef int fds[16]
+    cdef xsk_rxq *rxqs[PD_MAX_QUEUES]
+    cdef xsk_txq *txqs[PD_MAX_QUEUES]
+    cdef int fds[PD_MAX_QUEUES]
     cdef list rx_sizes
     cdef list tx_sizes
     cdef object att              # prog.Attachment while started
@@ -505,7 +505,7 @@ cdef class Port(EthDev):
 
     def __cinit__(self):
         cdef int i
-        for i in range(16):
+        for i in range(PD_MAX_QUEUES):
             self.rxqs[i] = NULL
             self.txqs[i] = NULL
             self.fds[i] = -1
@@ -554,8 +554,9 @@ cdef class Port(EthDev):
                                 "create it or check the name with `ip link`") from None
         self.ifname = iface
         sq, qc = args["start_queue"], args["queue_count"]
-        if qc < 1 or qc > 16:
-            raise UsageError(f"{name}: queue_count={qc} is out of range", "use queue_count=1..16")
+        if qc < 1 or qc > PD_MAX_QUEUES:
+            raise UsageError(f"{name}: queue_count={qc} is out of range",
+                             f"use queue_count=1..{PD_MAX_QUEUES}")
         if sq < 0:
             raise UsageError(f"{name}: start_queue={sq} is negative", "use start_queue >= 0")
         nq = rx_queue_count(iface)
@@ -618,7 +619,7 @@ cdef class Port(EthDev):
                                  "UMEM: give every rx queue the same pool")
         self._layout(pool)
         if not 1 <= nb_desc <= 16384:
-            raise UsageError(f"{self.name}: {nb_desc} rx descriptors", "use 64..16384")
+            raise UsageError(f"{self.name}: {nb_desc} rx descriptors", "use 1..16384 (rounded up to a power of two, at least 64)")
         if self.rxqs[q] == NULL:
             self.rxqs[q] = <xsk_rxq *>calloc(1, sizeof(xsk_rxq))
             if self.rxqs[q] == NULL:
@@ -629,7 +630,7 @@ cdef class Port(EthDev):
 
     def _dev_tx_queue_setup(self, q, nb_desc):
         if not 1 <= nb_desc <= 16384:
-            raise UsageError(f"{self.name}: {nb_desc} tx descriptors", "use 64..16384")
+            raise UsageError(f"{self.name}: {nb_desc} tx descriptors", "use 1..16384 (rounded up to a power of two, at least 64)")
         if self.txqs[q] == NULL:
             self.txqs[q] = <xsk_txq *>calloc(1, sizeof(xsk_txq))
             if self.txqs[q] == NULL:
@@ -670,7 +671,7 @@ cdef class Port(EthDev):
                 self._open_socket(i)
             self._fill_all()
             self.att = _prog.attach(self.ifname, self.ifindex, self.devargs["mode"],
-                                    self.devargs["xdp_prog"],
+                                    self.devargs["xdp_prog"], self.xdp_obj,
                                     max(64, self.start_queue + self.qcount,
                                         rx_queue_count(self.ifname) or 0))
             for i in range(self.fp.nb_rxq):
@@ -951,7 +952,7 @@ cdef class Port(EthDev):
     def _dev_close(self):
         cdef int i
         self._teardown()
-        for i in range(16):
+        for i in range(PD_MAX_QUEUES):
             free(self.rxqs[i])
             free(self.txqs[i])
             self.rxqs[i] = NULL
