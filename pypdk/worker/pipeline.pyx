@@ -72,12 +72,17 @@ cdef int _rx_stage(pd_stage *s) noexcept nogil:
             if nb_rx == 0:
                 s.stats.empty_polls += 1
                 continue
-            got = True
             hop.stats.rx += nb_rx
             s.stats.rx += nb_rx
             nb_enq = <uint16_t>ring_sp_enqueue_burst(s.out_ring, <void **>pkts, nb_rx)
             hop.stats.tx += nb_enq
             s.stats.tx += nb_enq
+            # Progress is what reached the ring: a round that only dropped
+            # (ring full) counts as idle, so an rx stage sharing a cpu with
+            # the next stage (yield_after > 0) lets it run instead of filling
+            # its whole time slice with drops.
+            if nb_enq:
+                got = True
             if pd_unlikely(nb_enq < nb_rx):
                 pktmbuf_free_bulk(&pkts[nb_enq], nb_rx - nb_enq)
                 hop.stats.tx_dropped += nb_rx - nb_enq
