@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in gcc iproute2 iputils-ping tshark tcpdump iperf3 dpdk dpdk-dev; do
+for pkg in gcc iproute2 iputils-ping ethtool tshark tcpdump iperf3 dpdk dpdk-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

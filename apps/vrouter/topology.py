@@ -43,6 +43,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -291,6 +293,7 @@ class Topology:
                 self._ns(self.peer_ns)
                 self._uplink("pp", self.peer_ns, "02:50:00:00:00:09")
                 nn.add_addr("eth0", f"{PEER_IP}/24", self.peer_ns)
+                self._wire_offloads_off("eth0", self.peer_ns)
                 if self.peer_vxlan:
                     self.log(f"peer: kernel vxlan0 VNI {VNI} remote {self.nodes[0].underlay_ip}, "
                              f"{PEER_VM_IP}/24 in the VMs' subnet")
@@ -299,6 +302,7 @@ class Topology:
                               "local", PEER_IP, "dstport", "4789", "dev", "eth0")
                     nn.ns_run(self.peer_ns, "ip", "link", "set", "vxlan0", "mtu", "1500")
                     nn.add_addr("vxlan0", f"{PEER_VM_IP}/24", self.peer_ns)
+                    self._wire_offloads_off("vxlan0", self.peer_ns)
             self.write_configs()
         except BaseException:
             self.teardown()
@@ -311,6 +315,16 @@ class Topology:
         nn.ns_run(self.ul, "ip", "link", "set", br_end, "master", "br0", "up")
         nn.disable_ipv6("eth0", ns)
         nn.set_link("eth0", ns, "up")
+
+    @staticmethod
+    def _wire_offloads_off(ifname: str, ns: str) -> None:
+        """Checksums and segments made in software, as on a real wire.
+
+        A veth hands the frame to the other end as the kernel built it: with a
+        TCP checksum left to "hardware" and, with TSO/GSO, as one 64 KiB
+        segment. A vRouter reading the fabric by AF_PACKET would get exactly
+        that; a physical NIC would have segmented and summed it first."""
+        nn.ns_run(ns, "ethtool", "-K", ifname, "tx", "off", "tso", "off", "gso", "off")
 
     def teardown(self) -> None:
         """Remove every namespace made (their interfaces with them) and the work files."""
@@ -384,3 +398,151 @@ class Topology:
     def ns_of(self, who: str) -> str:
         return self.peer_ns if who == "peer" else self.vm(who).ns
 
+
+
+# ---- running the vRouters of a topology -----------------------------------------------
+
+class Cluster:
+    """The vRouter processes of a built topology: start, attach, talk to, stop.
+
+        with Topology("mplsoudp") as topo, Cluster(topo) as cl:
+            topo.ping("vm11", "10.1.1.21")
+            cl.ctl(topo.nodes[0]).call("vif_list")
+
+    Each process's output goes to <workdir>/<node>.log.
+    """
+
+    def __init__(self, topo: Topology, *, lcores: str = "0-1", no_huge: bool = True,
+                 runner: tuple = (), app: tuple = (), timeout: float = 60):
+        self.topo = topo
+        self.lcores, self.no_huge, self.runner, self.app = lcores, no_huge, tuple(runner), tuple(app)
+        self.timeout = timeout
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.returncodes: dict[str, int] = {}
+
+    def log_path(self, n: Node) -> str:
+        return os.path.join(self.topo.workdir, f"{n.name}.log")
+
+    def start(self) -> "Cluster":
+        try:
+            for n in self.topo.nodes:
+                argv = self.topo.vrouter_argv(n, lcores=self.lcores, no_huge=self.no_huge,
+                                              runner=self.runner, app=self.app)
+                self.topo.log(f"{n.name}: " + " ".join(argv[4:]).replace(f"{sys.executable} -m pypdk.cli", "pypdk-run"))
+                with open(self.log_path(n), "w") as out:
+                    self.procs[n.name] = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                                          stdin=subprocess.DEVNULL)
+            for n in self.topo.nodes:
+                try:
+                    self.topo.wait_ready(n, self.procs[n.name], self.timeout)
+                except RuntimeError as e:
+                    raise RuntimeError(f"{e}; its output:\n{self.output(n)[-3000:]}") from None
+                self.topo.attach(n)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def output(self, n: Node) -> str:
+        try:
+            with open(self.log_path(n)) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def ctl(self, n: Node):
+        from apps.vrouter.ctl.server import CtlClient
+        return CtlClient(n.socket).connect()
+
+    def call(self, n: Node, op: str, **args):
+        with self.ctl(n) as c:
+            return c.call(op, **args)
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs.values())
+
+    def stop(self, timeout: float = 20) -> dict[str, int]:
+        """SIGTERM every vRouter and wait; {node: exit status} (killed ones: -9)."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in self.procs.items():
+            try:
+                self.returncodes[name] = p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                self.returncodes[name] = -9
+        self.procs = {}
+        return dict(self.returncodes)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+# ---- traffic ---------------------------------------------------------------------------
+
+_SINK = r"""
+import hashlib, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); s.settimeout(float(sys.argv[2]))
+print("listening", flush=True)
+c, _ = s.accept(); c.settimeout(float(sys.argv[2]))
+h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    h.update(b); n += len(b)
+print(n, h.hexdigest(), flush=True)
+"""
+
+_SOURCE = r"""
+import hashlib, random, socket, sys
+n, seed = int(sys.argv[3]), int(sys.argv[4])
+rnd = random.Random(seed); h = hashlib.sha256(); sent = 0
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[5]))
+while sent < n:
+    b = rnd.randbytes(min(1 << 16, n - sent))
+    c.sendall(b); h.update(b); sent += len(b)
+c.shutdown(socket.SHUT_WR)
+c.recv(1)
+c.close()
+print(sent, h.hexdigest(), flush=True)
+"""
+
+
+def tcp_transfer(src_ns: str, dst_ns: str, dst_ip: str, *, nbytes: int = 20 << 20, port: int = 5201,
+                 seed: int = 1, timeout: float = 60) -> dict:
+    """Send `nbytes` of seeded random data over TCP from src_ns to dst_ip (a listener in dst_ns).
+
+    Returns {"sent": (bytes, sha256), "received": (bytes, sha256), "seconds": s,
+    "ok": content identical}; a connection that fails gives ok False and the error.
+    """
+    sink = nn.ns_popen(dst_ns, sys.executable, "-c", _SINK, str(port), str(timeout))
+    try:
+        line = sink.stdout.readline()
+        if "listening" not in line:
+            return {"ok": False, "error": f"the listener did not start: {sink.stderr.read()}"}
+        t0 = time.monotonic()
+        src = nn.ns_run(src_ns, sys.executable, "-c", _SOURCE, dst_ip, str(port), str(nbytes), str(seed),
+                        str(timeout), check=False, timeout=timeout + 10)
+        secs = time.monotonic() - t0
+        if src.returncode != 0:
+            return {"ok": False, "error": (src.stderr.strip().splitlines() or ["?"])[-1], "seconds": secs}
+        out, err = sink.communicate(timeout=timeout)
+        s_n, s_h = src.stdout.split()
+        r = out.split()
+        if len(r) != 2:
+            return {"ok": False, "error": f"the listener said {out!r} {err!r}", "seconds": secs}
+        sent, received = (int(s_n), s_h), (int(r[0]), r[1])
+        return {"ok": sent == received and sent[0] == nbytes, "sent": sent, "received": received,
+                "seconds": secs}
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+        sink.wait()
