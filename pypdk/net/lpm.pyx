@@ -12,6 +12,7 @@ mapped lazily, a group is 1 KiB, a rule 12 (IPv4) or 24 (IPv6) bytes with
 the rule set sized at twice max_rules.
 """
 import ipaddress
+import operator
 
 import numpy as np
 
@@ -653,7 +654,15 @@ cdef _raise(int rc, str what, uint32_t max_nh):
     raise OSError(-rc, what)
 
 
+cdef object _as_int(object a):
+    """ints and numpy integers as int; anything else unchanged."""
+    if isinstance(a, (str, bytes, bytearray)) or not hasattr(a, "__index__"):
+        return a
+    return operator.index(a)
+
+
 cdef uint32_t _ip4(object a) except? 0xffffffff:
+    a = _as_int(a)
     if isinstance(a, int):
         if not 0 <= a <= 0xffffffff:
             raise UsageError(f"IPv4 address {a} out of range", "give 0..2^32-1 or a dotted quad")
@@ -665,6 +674,7 @@ cdef uint32_t _ip4(object a) except? 0xffffffff:
 
 
 cdef bytes _ip6(object a):
+    a = _as_int(a)
     if isinstance(a, (bytes, bytearray)) and len(a) == 16:
         return bytes(a)
     if isinstance(a, int):
@@ -678,6 +688,7 @@ cdef bytes _ip6(object a):
 
 
 cdef uint8_t _depth(object depth, int maxd) except? 255:
+    depth = _as_int(depth)
     if not isinstance(depth, int) or not 0 <= depth <= maxd:
         raise UsageError(f"prefix length {depth!r} out of range", f"give 0..{maxd}")
     return depth
@@ -739,6 +750,7 @@ cdef class LPM4:
         cdef uint32_t ip = _ip4(prefix)
         cdef uint8_t d = _depth(depth, 32)
         cdef int rc
+        nh = _as_int(nh)
         if not isinstance(nh, int) or not 0 <= nh <= PD_LPM4_NH_MASK:
             raise UsageError(f"next hop {nh!r} out of range", f"give 0..{PD_LPM4_NH_MASK}")
         rc = lpm4_add(self._p(), ip, d, nh)
@@ -918,6 +930,7 @@ cdef class LPM6:
         cdef bytes ip = _ip6(prefix)
         cdef uint8_t d = _depth(depth, 128)
         cdef int rc
+        nh = _as_int(nh)
         if not isinstance(nh, int) or not 0 <= nh <= PD_LPM6_NH_MASK:
             raise UsageError(f"next hop {nh!r} out of range", f"give 0..{PD_LPM6_NH_MASK}")
         rc = lpm6_add(self._p(), <const uint8_t *><char *>ip, d, nh)
