@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The main job, from nothing (root): set up, then run the demo.
-# Today: apps/l2fwd forwarding a ping between two network namespaces through
-# two tap devices, with live stats; then the ring/mempool perf figures.
+# The main job, from nothing (root): set the machine up, then run the vRouter demo:
+# two compute nodes (one `pypdk-run apps/vrouter --lcores 0-1` each, in its own
+# network namespace), two VMs each (namespaces on tap vifs), an MPLSoUDP overlay
+# over a veth underlay; a ping and a 20 MB TCP transfer across it, the
+# operator's view (vif --list, dropstats), then everything torn down.
+# Options go to apps/vrouter/demo.py: --encap mplsoudp|mplsogre|vxlan, --mb N, --no-huge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=${PYTHON:-python3}
-exec "$PY" -m apps.l2fwd.demo "$@"
+exec "$PY" -m apps.vrouter.demo "$@"

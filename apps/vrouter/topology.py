@@ -438,10 +438,24 @@ class Cluster:
                 except RuntimeError as e:
                     raise RuntimeError(f"{e}; its output:\n{self.output(n)[-3000:]}") from None
                 self.topo.attach(n)
+            self.wait_resolved()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_resolved(self, timeout: float = 15) -> None:
+        """Until every node's agent has resolved its tunnel destinations by ARP."""
+        end = time.monotonic() + timeout
+        while True:
+            pending = [(n.name, nh["dip"]) for n in self.topo.nodes for nh in self.call(n, "nh_list")
+                       if nh["type"] == "tunnel" and not nh.get("resolved")]
+            if not pending:
+                return
+            if time.monotonic() > end:
+                raise RuntimeError(f"{pending[0][0]}: the agent did not resolve {pending[0][1]} "
+                                   f"within {timeout:g} s")
+            time.sleep(0.1)
 
     def output(self, n: Node) -> str:
         try:
