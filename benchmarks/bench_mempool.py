@@ -1,6 +1,8 @@
 """Mempool get+put bulk 32 (with and without the lcore cache) and mbuf
 alloc+free bulk 32: pypdk against a list-based Python pool and DPDK's
 mempool_perf_autotest, in one run. extra_info carries ns per object."""
+import os
+
 import pytest
 
 from benchmarks import dpdk_ref
@@ -61,7 +63,8 @@ def dpdk_mempool_figures():
     return dpdk_ref.mempool_perf()
 
 
-@pytest.mark.skipif(not dpdk_ref.available(), reason="dpdk-test (Debian dpdk-dev) not installed")
+@pytest.mark.skipif(not dpdk_ref.available() or os.environ.get("PYPDK_BENCH_DPDK_MEMPOOL") != "1",
+                    reason="DPDK's mempool_perf_autotest takes ~20 min: set PYPDK_BENCH_DPDK_MEMPOOL=1")
 @pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
 def test_dpdk_mempool_perf_autotest(benchmark, cache, dpdk_mempool_figures):
     key = f"mempool get+put bulk 32 {'cache' if cache else 'no cache'}"
