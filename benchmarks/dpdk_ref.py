@@ -13,6 +13,8 @@ import re
 import shutil
 import subprocess
 
+PREFIX = "pypdk_bench_ref"
+
 
 def available() -> bool:
     return shutil.which("dpdk-test") is not None
@@ -20,10 +22,13 @@ def available() -> bool:
 
 def run_autotest(name: str, timeout=600) -> str:
     env = {"DPDK_TEST": name, "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
-    out = subprocess.run(["dpdk-test", "--no-huge", "-m", "512", "-l", "0-1", "--no-pci",
-                          "--file-prefix", "pypdk_bench_ref", "--log-level", "error"],
-                         capture_output=True, text=True, timeout=timeout, env=env,
-                         stdin=subprocess.DEVNULL)
+    try:
+        out = subprocess.run(["dpdk-test", "--no-huge", "-m", "512", "-l", "0-1", "--no-pci",
+                              "--file-prefix", PREFIX, "--log-level", "error"],
+                             capture_output=True, text=True, timeout=timeout, env=env,
+                             stdin=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(f"/var/run/dpdk/{PREFIX}", ignore_errors=True)   # DPDK's runtime dir
     return out.stdout + out.stderr
 
 
