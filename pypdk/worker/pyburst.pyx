@@ -26,10 +26,10 @@ from pypdk.pmd.ethdev cimport eth_port_fp, fp_rx_burst, fp_tx_burst
 from pypdk.eal.lcore cimport lcore_function_new
 from pypdk.worker.rtc cimport (pd_hop, pd_lcore_stats, PD_RTC_MAX_HOPS, PD_MAX_BURST, PD_BURST,
                                pd_unlikely, pd_load_relaxed_int, pd_store_release_int,
-                               sched_yield)
+                               sched_yield, fill_hops)
 
 from pypdk.errors import UsageError
-from pypdk.worker.rtc import LCORE_STAT_NAMES, HOP_STAT_NAMES, _port_of, check_queue, check_burst, check_yield_after
+from pypdk.worker.rtc import LCORE_STAT_NAMES, HOP_STAT_NAMES, check_burst, check_yield_after
 
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
@@ -125,26 +125,11 @@ cdef class PyBurstWorker:
         cdef pd_hop *h
         if not callable(fn):
             raise UsageError(f"{fn!r} is not callable", "give a function fn(mbufs) -> mbufs to send")
-        hops = [tuple(x) for x in hops]
-        if not hops or len(hops) > PD_RTC_MAX_HOPS:
-            raise UsageError(f"{len(hops)} hops for one lcore", f"give 1..{PD_RTC_MAX_HOPS}")
         check_burst(burst)
         check_yield_after(yield_after)
         self.fn = fn
-        self.hops = []
-        for i, hop in enumerate(hops):
-            if len(hop) != 4:
-                raise UsageError(f"hop {hop!r} is not (rx_port, rx_queue, tx_port, tx_queue)",
-                                 "give four numbers per hop")
-            rxp, rxq, txp, txq = _port_of(hop[0]), hop[1], _port_of(hop[2]), hop[3]
-            check_queue(rxp, rxq, True)
-            check_queue(txp, txq, False)
-            h = &self.c.hops[i]
-            h.rx_port, h.rx_queue, h.tx_port, h.tx_queue = rxp.port_id, rxq, txp.port_id, txq
-            h.rx_fp = eth_port_fp(rxp.port_id)
-            h.tx_fp = eth_port_fp(txp.port_id)
-            self.hops.append((rxp.port_id, rxq, txp.port_id, txq))
-        self.c.nb_hops = len(hops)
+        self.hops = fill_hops(self.c.hops, hops)
+        self.c.nb_hops = len(self.hops)
         self.c.burst = burst
         self.c.yield_after = yield_after
 

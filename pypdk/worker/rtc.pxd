@@ -167,3 +167,9 @@ cdef class RtcWorker:
     # Run `main` (an app's compiled loop around rtc_loop) instead of rtc_main;
     # `keep` owns whatever main's code needs alive.
     cdef void set_main(self, lcore_function_t main, object keep)
+
+
+# Check (rx port, rx queue, tx port, tx queue) hops (ports or port ids) and
+# fill `out` (PD_RTC_MAX_HOPS of them); returns the hops as port-id tuples.
+# UsageError for no hops, too many, or a port/queue that does not exist.
+cdef list fill_hops(pd_hop *out, hops)

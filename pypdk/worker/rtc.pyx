@@ -128,6 +128,30 @@ def check_queue(port, queue, rx):
                          f"configure the port first and use {what} queues 0..{max(n - 1, 0)}")
 
 
+cdef list fill_hops(pd_hop *out, hops):
+    """Check (rx port, rx queue, tx port, tx queue) hops and fill `out`; the hops as port ids."""
+    cdef pd_hop *h
+    hops = [tuple(x) for x in hops]
+    if not hops:
+        raise UsageError("a worker with no hops", "give at least one (rx port, rx queue, tx port, tx queue)")
+    if len(hops) > PD_RTC_MAX_HOPS:
+        raise UsageError(f"{len(hops)} hops for one lcore", f"give one lcore at most {PD_RTC_MAX_HOPS}")
+    done = []
+    for i, hop in enumerate(hops):
+        if len(hop) != 4:
+            raise UsageError(f"hop {hop!r} is not (rx_port, rx_queue, tx_port, tx_queue)",
+                             "give four numbers per hop")
+        rxp, rxq, txp, txq = _port_of(hop[0]), hop[1], _port_of(hop[2]), hop[3]
+        check_queue(rxp, rxq, True)
+        check_queue(txp, txq, False)
+        h = &out[i]
+        h.rx_port, h.rx_queue, h.tx_port, h.tx_queue = rxp.port_id, rxq, txp.port_id, txq
+        h.rx_fp = eth_port_fp(rxp.port_id)
+        h.tx_fp = eth_port_fp(txp.port_id)
+        done.append((rxp.port_id, rxq, txp.port_id, txq))
+    return done
+
+
 def check_burst(burst):
     if not isinstance(burst, int) or not 1 <= burst <= PD_MAX_BURST:
         raise UsageError(f"burst {burst!r} is out of range", f"use 1..{PD_MAX_BURST} (default {PD_BURST})")
@@ -165,27 +189,10 @@ cdef class RtcWorker:
 
     def __init__(self, hops, burst=PD_BURST, BurstHook hook=None, yield_after=0):
         cdef pd_hop *h
-        hops = [tuple(x) for x in hops]
-        if not hops:
-            raise UsageError("a run-to-completion worker with no hops", "give at least one (rx port, rx queue, tx port, tx queue)")
-        if len(hops) > PD_RTC_MAX_HOPS:
-            raise UsageError(f"{len(hops)} hops for one lcore", f"give one lcore at most {PD_RTC_MAX_HOPS}")
         check_burst(burst)
         check_yield_after(yield_after)
-        self.hops = []
-        for i, hop in enumerate(hops):
-            if len(hop) != 4:
-                raise UsageError(f"hop {hop!r} is not (rx_port, rx_queue, tx_port, tx_queue)",
-                                 "give four numbers per hop")
-            rxp, rxq, txp, txq = _port_of(hop[0]), hop[1], _port_of(hop[2]), hop[3]
-            check_queue(rxp, rxq, True)
-            check_queue(txp, txq, False)
-            h = &self.c.hops[i]
-            h.rx_port, h.rx_queue, h.tx_port, h.tx_queue = rxp.port_id, rxq, txp.port_id, txq
-            h.rx_fp = eth_port_fp(rxp.port_id)
-            h.tx_fp = eth_port_fp(txp.port_id)
-            self.hops.append((rxp.port_id, rxq, txp.port_id, txq))
-        self.c.nb_hops = len(hops)
+        self.hops = fill_hops(self.c.hops, hops)
+        self.c.nb_hops = len(self.hops)
         self.c.burst = burst
         self.c.yield_after = yield_after
         self.hook = hook
