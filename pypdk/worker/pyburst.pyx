@@ -22,7 +22,7 @@ from libc.string cimport memset
 import logging
 
 from pypdk.mempool.mbuf cimport pd_mbuf, Mbuf, pktmbuf_free_bulk
-from pypdk.pmd.ethdev cimport eth_port_fp, fp_rx_burst, fp_tx_burst
+from pypdk.pmd.ethdev cimport fp_rx_burst, fp_tx_burst
 from pypdk.eal.lcore cimport lcore_function_new
 from pypdk.worker.rtc cimport (pd_hop, pd_lcore_stats, PD_RTC_MAX_HOPS, PD_MAX_BURST, PD_BURST,
                                pd_unlikely, pd_load_relaxed_int, pd_store_release_int,
@@ -122,7 +122,6 @@ cdef class PyBurstWorker:
         self.c.owner = <void *>self
 
     def __init__(self, hops, fn, burst=PD_BURST, yield_after=0):
-        cdef pd_hop *h
         if not callable(fn):
             raise UsageError(f"{fn!r} is not callable", "give a function fn(mbufs) -> mbufs to send")
         check_burst(burst)
