@@ -73,3 +73,23 @@ def test_an_exception_drops_the_burst_and_the_lcore_goes_on(eal3, wire):
     wire.bytes_and_free(got)
     st = w.stats()
     assert (st["rx"], st["tx"], st["app_dropped"], st["py_errors"]) == (20, 10, 10, 1)
+
+
+def test_thread_locals_live_across_bursts_of_one_loop(eal3, wire):
+    # The lcore keeps one Python thread state for its whole loop, so what a
+    # callback keeps in threading.local() is there at the next burst.
+    import threading
+    tls = threading.local()
+    seen = []
+
+    def count(mbufs):
+        tls.n = getattr(tls, "n", 0) + len(mbufs)
+        seen.append(tls.n)
+        return mbufs
+
+    w = run(eal3, wire, count)
+    wire.inject(0, wire.frames(100))
+    wire.bytes_and_free(wire.collect(1, 100))
+    finish(eal3, w)
+    assert seen[-1] == 100 and seen == sorted(seen)
+    assert not hasattr(tls, "n")           # set on the lcore's thread, not this one
