@@ -1,0 +1,238 @@
+"""The kernel as a forwarding reference, and the veth rig every forwarding benchmark shares.
+
+The rig: two veth pairs, a source end, a sink end and two forwarder ports.
+
+    source ── src │ fin ══ forwarder ══ fout │ sink ── XDP_DROP, counted
+      (pktgen on   (pair A)              (pair B)  (rx_packets of `sink`)
+       cpu 0)
+
+`fin`/`fout` are what a forwarder works on: the ports of pypdk's l2fwd or
+testpmd (net_af_xdp / net_af_packet), or the kernel itself when they are
+moved into a namespace of their own that routes (`ip_forward`) or bridges
+(`ip link add type bridge`) between them (`KernelForwarder`). The sink is
+the cheapest possible receiver: a two-instruction XDP program returning
+XDP_DROP on `sink` (`XdpDrop`); veth counts every frame its XDP program saw
+in `rx_packets`, so the sink count is the kernel's and the same for every
+contender, and a contender that forwards nothing costs the sink nothing.
+
+Where the work runs (2 cpus, both shared with the source and the sink):
+- the source sends on cpu 0; the kernel work of its sendto() -- the veth
+  transmit and, when `fin` has an XDP program, `fin`'s NAPI poll that runs
+  the program and copies the frame into the forwarder's AF_XDP ring (or, for
+  net_af_packet, the packet tap that copies it into the socket's ring) --
+  is on cpu 0 too, in the source's context;
+- the forwarder polls on cpu 1, and its transmit's kernel work (veth
+  transmit and the sink's XDP_DROP) is on cpu 1 in its context;
+- the kernel forwarder has no thread: `fin` has no XDP program, so veth
+  hands each frame to the backlog of a cpu, and RPS on `fin`
+  (rps_cpus = cpu 1) makes that cpu 1. Routing or bridging, the transmit on
+  `fout` and the sink's XDP_DROP then run in softirq on cpu 1.
+So cpu 0 carries the source and the receive-side copy, cpu 1 the forwarding
+and everything after it, for every contender.
+
+    python -m benchmarks.kernel_ref --mode route --seconds 3   # the kernel alone, pktgen as source
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+from pypdk.testing import netns as nn
+
+FWD_CPU = 1                 # the forwarder's cpu (userspace lcore 1, kernel RPS target)
+SRC_CPU = 0
+
+
+# ---- counters ------------------------------------------------------------------------
+
+def link_counter(ifname: str, what: str = "rx_packets", ns: str | None = None) -> int:
+    """A kernel interface counter (/sys/class/net/IF/statistics/WHAT)."""
+    if ns is None:
+        with open(f"/sys/class/net/{ifname}/statistics/{what}") as f:
+            return int(f.read())
+    return int(nn.ns_run(ns, "cat", f"/sys/class/net/{ifname}/statistics/{what}").stdout)
+
+
+def cpu_times() -> dict[int, list[int]]:
+    """/proc/stat per cpu: [user, nice, system, idle, iowait, irq, softirq, steal] in ticks."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                parts = line.split()
+                out[int(parts[0][3:])] = [int(x) for x in parts[1:9]]
+    return out
+
+
+def cpu_shares(t0: dict, t1: dict, cpu: int) -> dict[str, float]:
+    """Shares of one cpu's time between two cpu_times() samples: busy, softirq, steal."""
+    d = [b - a for a, b in zip(t0[cpu], t1[cpu])]
+    total = sum(d) or 1
+    return {"busy": round((total - d[3] - d[4]) / total, 3), "softirq": round(d[6] / total, 3),
+            "steal": round(d[7] / total, 3)}
+
+
+def thread_cpu(pid: int, name_prefix: str) -> float:
+    """CPU seconds (user + system) used by the threads of `pid` whose name starts with name_prefix."""
+    tck = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if comm.startswith(name_prefix):
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tck
+    return total
+
+
+# ---- the sink --------------------------------------------------------------------------
+
+XDP_DROP_PROG = (struct.pack("<BBhi", 0xb7, 0, 0, 1)      # r0 = XDP_DROP
+                 + struct.pack("<BBhi", 0x95, 0, 0, 0))   # exit
+
+
+class XdpDrop:
+    """XDP_DROP on an interface of this namespace, native mode, through a
+    bpf_link this object holds: closing it (or this process dying) detaches."""
+
+    def __init__(self, ifname: str):
+        from pypdk.pmd.af_xdp import bpf
+        self.ifname = ifname
+        self.prog_fd = bpf.prog_load(XDP_DROP_PROG, name="pypdk_sink")
+        try:
+            self.link_fd = bpf.link_create_xdp(self.prog_fd, nn_ifindex(ifname), bpf.XDP_FLAGS_DRV_MODE)
+        except BaseException:
+            os.close(self.prog_fd)
+            raise
+
+    def close(self):
+        for fd in (self.link_fd, self.prog_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.link_fd = self.prog_fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def nn_ifindex(ifname: str) -> int:
+    import socket
+    return socket.if_nametoindex(ifname)
+
+
+# ---- the rig ---------------------------------------------------------------------------
+
+@dataclass
+class Rig:
+    src: str            # the source's port (this namespace)
+    fin: str            # forwarder input
+    fout: str           # forwarder output
+    sink: str           # XDP_DROP, counted (this namespace)
+    queues: int = 1
+
+    def mac(self, ifname: str, ns: str | None = None) -> str:
+        return nn.link_mac(ifname, ns)
+
+
+@contextlib.contextmanager
+def rig(queues: int = 1):
+    """Two veth pairs, all ends up in this namespace, IPv6 off, the sink
+    dropping in XDP; everything deleted after (the sink's program with it)."""
+    src, fin = nn.add_veth(nn.unique_name("bsrc"), nn.unique_name("bfin"), queues=queues)
+    fout = sink = None
+    drop = None
+    try:
+        fout, sink = nn.add_veth(nn.unique_name("bfou"), nn.unique_name("bsnk"), queues=queues)
+        for ifname in (src, fin, fout, sink):
+            nn.disable_ipv6(ifname)
+            nn.set_link(ifname, None, "up")
+        drop = XdpDrop(sink)
+        yield Rig(src, fin, fout, sink, queues)
+    finally:
+        if drop is not None:
+            drop.close()
+        for ifname in (src, fout):
+            if ifname:
+                nn.del_link(ifname)
+
+
+class KernelForwarder:
+    """The kernel forwards fin -> fout inside a namespace of its own.
+
+    mode "route": fin 198.18.255.254/16, fout 198.19.255.254/16, ip_forward=1,
+    rp_filter off, the sink's address (198.19.0.1, pktgen's default
+    destination) a permanent neighbour at the sink's MAC; the source sends to
+    fin's MAC. mode "bridge": br0 over fin and fout, a static FDB entry for
+    the sink's MAC on fout; the source sends to the sink's MAC. In both, RPS
+    steers fin's receive processing to FWD_CPU (see the module docstring).
+    `dst_mac` is what the source must put in its frames.
+    """
+
+    def __init__(self, r: Rig, mode: str, dst_ip: str = "198.19.0.1"):
+        if mode not in ("route", "bridge"):
+            raise ValueError(f"mode {mode!r}: route or bridge")
+        self.rig, self.mode = r, mode
+        self.sink_mac = r.mac(r.sink)
+        self.ns = nn.add_netns()
+        try:
+            for ifname in (r.fin, r.fout):
+                nn.move_link(ifname, self.ns)
+            ns = self.ns
+            mask = format(1 << FWD_CPU, "x")
+            for q in range(r.queues):
+                nn.ns_run(ns, "sh", "-c", f"echo {mask} > /sys/class/net/{r.fin}/queues/rx-{q}/rps_cpus")
+            if mode == "route":
+                nn.ns_run(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+                for key in ("all", "default", r.fin, r.fout):
+                    nn.ns_run(ns, "sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter=0")
+                nn.add_addr(r.fin, "198.18.255.254/16", ns)
+                nn.add_addr(r.fout, "198.19.255.254/16", ns)
+                nn.add_neigh(r.fout, dst_ip, self.sink_mac, ns)
+                self.dst_mac = nn.link_mac(r.fin, ns)
+            else:
+                nn.ns_run(ns, "ip", "link", "add", "br0", "type", "bridge")
+                for ifname in (r.fin, r.fout):
+                    nn.ns_run(ns, "ip", "link", "set", "dev", ifname, "master", "br0")
+                    nn.set_link(ifname, ns, "up")
+                nn.set_link("br0", ns, "up")
+                nn.ns_run(ns, "bridge", "fdb", "replace", self.sink_mac, "dev", r.fout, "master", "static")
+                self.dst_mac = self.sink_mac
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        """Delete the namespace; fin and fout go with it (and so their peers)."""
+        if self.ns:
+            nn.del_netns(self.ns)
+            self.ns = None
+
+
+def main(argv=None):
+    import argparse
+    import json
+    from benchmarks import bench_af_xdp as B
+    ap = argparse.ArgumentParser(description="the kernel forwarding between two veth pairs")
+    ap.add_argument("--mode", choices=("route", "bridge"), default="route")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--source", choices=("af_xdp", "af_packet"), default="af_xdp")
+    a = ap.parse_args(argv)
+    print(json.dumps(B.measure_forward(f"kernel-{a.mode}", a.source, a.seconds)))
+
+
+if __name__ == "__main__":
+    main()
