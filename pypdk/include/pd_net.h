@@ -52,6 +52,14 @@ static inline void pd_store_u16(void *p, uint16_t v) { __builtin_memcpy(p, &v, 2
 static inline void pd_store_u32(void *p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 static inline void pd_store_u64(void *p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
 
+/* The 128-bit product of a and b, its halves XORed: one multiply that mixes
+ * every bit of both inputs (the table hashes in pypdk/net/hash.pxd). */
+static inline uint64_t pd_mul_fold64(uint64_t a, uint64_t b)
+{
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
 #define PD_PACKED __attribute__((packed))
 
 /* ---- Ethernet, VLAN (IEEE 802.3, 802.1Q) ------------------------------ */

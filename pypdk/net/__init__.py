@@ -1,1 +1,26 @@
-"""Packet headers, checksums, RSS, longest-prefix match and flow tables (see DESIGN.md)."""
+"""Packet headers and the lookups a forwarding path needs, for nogil code.
+
+C level (cimport these .pxd; see each for the contract):
+  byteorder     pd_ntohs/pd_htonl..., PD_BE16/PD_BE32 (folded at build time),
+                unaligned pd_load_u16/32/64, pd_store_*
+  ether, arp, ipv4, ipv6, icmp, udp, tcp, gre, mpls, vxlan
+                one packed struct per header (layouts in pypdk/include/pd_net.h,
+                sizes pinned by static_assert), the protocol constants, and
+                small inline field helpers (ipv4_hdr_len, ipv6_skip_ext,
+                gre_hdr_len, mpls_get_label/mpls_set_ttl, vxlan_get_vni, ...)
+  cksum         the Internet checksum (full, pseudo-header, incremental RFC
+                1624, TTL decrement, NAT rewrite), values as stored
+  rss           Toeplitz hash (Microsoft's key; symmetric variants)
+  lpm           IPv4 DIR-24-8 and IPv6 LPM: one writer, lock-free nogil readers
+  flow_hash     fixed-size keys -> position: one writer, lock-free nogil readers
+  hash          the table hash (hash_bytes, hash_mix64)
+
+Python level (tests, tools, control path): LPM4, LPM6, FlowHash, Rss and the
+`cksum` module's functions; `_ref` holds plain-Python oracles of the same.
+"""
+from pypdk.net import cksum
+from pypdk.net.flow_hash import FlowHash, make_key_v4, make_key_v6
+from pypdk.net.lpm import LPM4, LPM6
+from pypdk.net.rss import Rss, toeplitz
+
+__all__ = ["cksum", "FlowHash", "make_key_v4", "make_key_v6", "LPM4", "LPM6", "Rss", "toeplitz"]

@@ -13,11 +13,12 @@
 #            position + 1); the signature is the top 32 bits of the key's
 #            64-bit hash.
 #   Each key has two candidate buckets: b1 from the low hash bits, b2 = b1 ^
-#   f(signature). An add takes the emptier of the two; when both are full it
-#   tries to move one resident from its b1 to its b2 (never the other way,
-#   see below); when that fails too the add reports -ENOSPC, as it does when
-#   every position is taken. A lookup reads b1 then b2: two cache lines and
-#   one record for a hit (prefetched in bulk lookups).
+#   f(signature). An add takes b1 while it has a free slot, else b2; when
+#   both are full it tries to move one resident from its b1 to its b2 (never
+#   the other way, see below); when that fails too the add reports -ENOSPC,
+#   as it does when every position is taken. A lookup reads b1, and b2 only
+#   when the key is not in b1: at the default sizing nearly every hit costs
+#   one bucket line and one record (both prefetched in bulk lookups).
 #
 # Concurrency (single writer, any number of nogil readers, no locks)
 #   - add: write the record (key, data), then publish the slot with a release

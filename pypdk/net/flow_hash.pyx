@@ -123,13 +123,6 @@ cdef inline int _fh_empty_slot(const pd_flow_hash *h, uint32_t b) noexcept nogil
     return -1
 
 
-cdef inline int _fh_used(const pd_flow_hash *h, uint32_t b) noexcept nogil:
-    cdef int i, n = 0
-    for i in range(PD_FH_BUCKET_SLOTS):
-        n += h.buckets[b].slot[i] != 0
-    return n
-
-
 # Bucket b is full: move one resident whose *first* bucket is b to its second
 # bucket, if that has room. New slot first, then the old one cleared (both
 # release stores): a reader scanning b1 then b2 cannot miss the key. Returns
@@ -169,9 +162,13 @@ cdef int32_t flow_hash_add(pd_flow_hash *h, const void *key, uint32_t data) noex
         return found
     if h.nfree == 0:
         return -ENOSPC
-    # The emptier bucket (b1 on a tie), then room made by a move.
-    b = b1 if _fh_used(h, b1) <= _fh_used(h, b2) else b2
-    i = _fh_empty_slot(h, b)
+    # b1 while it has room (most keys then sit in their first bucket and a
+    # lookup reads one bucket), then b2, then room made by a move.
+    b = b1
+    i = _fh_empty_slot(h, b1)
+    if i < 0:
+        b = b2
+        i = _fh_empty_slot(h, b2)
     if i < 0:
         b = b1
         i = _fh_make_room(h, b1)

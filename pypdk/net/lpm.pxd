@@ -157,10 +157,11 @@ cdef inline int lpm4_lookup(const pd_lpm4 *lpm, uint32_t ip, uint32_t *nh) noexc
     return 0
 
 # Look up n addresses: nhs[i] is the next hop, or `miss` when no route holds
-# ips[i]. Eight at a time: the eight tbl24 loads are independent (the CPU
-# overlaps their cache misses), the tbl8 entries of those that need one are
-# prefetched before any is read, and the next eight's tbl24 entries are
-# prefetched while this eight resolve.
+# ips[i]. Eight at a time: the eight tbl24 loads are issued back to back
+# (independent, so the CPU overlaps their cache misses), the next eight's
+# tbl24 entries are prefetched, then the eight resolve (their tbl8 loads
+# again independent of each other). Worth it where each packet does other
+# work between lookups; a bare loop of single lookups overlaps as well.
 cdef inline void lpm4_lookup_bulk(const pd_lpm4 *lpm, const uint32_t *ips, uint32_t *nhs,
                                   uint32_t n, uint32_t miss) noexcept nogil:
     cdef uint32_t e[8]
@@ -175,9 +176,6 @@ cdef inline void lpm4_lookup_bulk(const pd_lpm4 *lpm, const uint32_t *ips, uint3
         if i + 16 <= n:
             for j in range(8, 16):
                 pd_prefetch0(&tbl24[ips[i + j] >> 8])
-        for j in range(8):
-            if pd_unlikely(e[j] & PD_LPM_EXT):
-                pd_prefetch0(&tbl8[((e[j] & PD_LPM4_NH_MASK) << 8) | (ips[i + j] & 0xff)])
         for j in range(8):
             if pd_unlikely(e[j] & PD_LPM_EXT):
                 e[j] = pd_load_acquire_u32(&tbl8[((e[j] & PD_LPM4_NH_MASK) << 8) | (ips[i + j] & 0xff)])
