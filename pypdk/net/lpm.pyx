@@ -773,11 +773,11 @@ cdef class LPM4:
         cdef int rc = 0
         if d.shape[0] != n or h.shape[0] != n:
             raise UsageError("prefixes, depths and nhs differ in length", "pass three arrays of one length")
-        with nogil:
-            for i in range(n):
-                rc = lpm4_add(lpm, p[i], d[i], h[i])
-                if rc:
-                    break
+        # The loop keeps the GIL: it is what makes this thread the only writer.
+        for i in range(n):
+            rc = lpm4_add(lpm, p[i], d[i], h[i])
+            if rc:
+                break
         if rc:
             _raise(rc, f"add {ipaddress.IPv4Address(p[i])}/{d[i]} (index {i})", PD_LPM4_NH_MASK)
         return n
@@ -947,11 +947,10 @@ cdef class LPM6:
         cdef int rc = 0
         if d.shape[0] != n or h.shape[0] != n:
             raise UsageError("prefixes, depths and nhs differ in length", "pass arrays of one length")
-        with nogil:
-            for i in range(n):
-                rc = lpm6_add(lpm, &p[i, 0], d[i], h[i])
-                if rc:
-                    break
+        for i in range(n):                 # with the GIL: the single writer
+            rc = lpm6_add(lpm, &p[i, 0], d[i], h[i])
+            if rc:
+                break
         if rc:
             _raise(rc, f"add {ipaddress.IPv6Address(bytes(p[i]))}/{d[i]} (index {i})", PD_LPM6_NH_MASK)
         return n

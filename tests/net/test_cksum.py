@@ -13,7 +13,7 @@ from pypdk.net import _ref, cksum
 from tests.cy import net_headers as H
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(st.binary(max_size=3000))
 def test_inet_cksum_matches_the_oracle(data):
     assert cksum.inet(data) == _ref.cksum(data)
@@ -36,7 +36,7 @@ def test_all_ones_and_zero_buffers():
     assert cksum.inet(b"\xff" * 1501) == _ref.cksum(b"\xff" * 1501)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(st.binary(min_size=2, max_size=2000), st.integers(min_value=0, max_value=1000))
 def test_partial_sums_compose_at_even_cuts(data, cut):
     cut = min(cut, len(data)) & ~1

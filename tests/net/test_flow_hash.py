@@ -231,3 +231,19 @@ def test_a_record_being_rewritten_never_matches():
     t.delete(k)
     assert t.add(os.urandom(40)) == pos
     assert net_readers.flow_record_ver(t, pos) == v + 2
+
+
+def test_structured_keys_spread_over_the_buckets():
+    # Flows that differ in a port or the last address byte only: a weak hash
+    # would pile them into few buckets and refuse adds long before capacity.
+    t = FlowHash(65536, seed=0)
+    n = 0
+    for sport in range(256):
+        for last in range(256):
+            t.add(make_key_v4(1, "10.0.0.1", 0x0a010000 | last, 6, 1024 + sport, 80))
+            n += 1
+    assert len(t) == n == 65536 and t.stats["full_buckets"] == 0
+    t8 = FlowHash(4096, key_len=8, seed=0, buckets=512)          # exactly full: 8 per bucket on average
+    for i in range(3600):
+        t8.add(i.to_bytes(8, "little"))
+    assert t8.stats["full_buckets"] == 0
