@@ -1,17 +1,28 @@
 """pypdk on veth through AF_XDP (and AF_PACKET) against DPDK's testpmd and the kernel, in one run.
 
 Every case runs on the rig of `kernel_ref` (two veth pairs, one source, one
-XDP_DROP sink counted by the kernel) with the same source: apps/pktgen,
-64-byte IPv4/UDP frames over 64 flows, as fast as its port takes them,
-through net_af_xdp on the source end (`--source` to change), both its
-lcores on cpu 0 (`--lcores '(0-1)@0'`). Each contender gets cpu 1 alone for
-its polling lcore (pypdk-run and testpmd both `-l 0-1`: main lcore 0, which
-sleeps, and lcore 1 polling), or, for the kernel, its receive processing
-steered there by RPS. See kernel_ref's docstring for where each piece of
-kernel work runs.
+XDP_DROP sink counted by the kernel) with the same source for every
+contender, on cpu 0:
 
-Groups (each case: start the contender, start the source, 1 s of warm-up,
-then `PYPDK_BENCH_VETH_SECONDS` (default 3) measured, then stop both):
+- `xdpgen` (default): the kernel's XDP traffic generator
+  (BPF_PROG_RUN live frames, `kernel_ref.xdpgen`), one 64-byte IPv4/UDP
+  flow, as fast as cpu 0 makes frames and gets them into `fin`. It is the
+  only source here that outruns the forwarders: apps/pktgen pays an skb
+  and a copy per frame in the kernel, as the forwarder's own transmit does,
+  and caps every contender at its own rate.
+- `af_xdp` / `af_packet`: apps/pktgen over that driver, 64 flows, both its
+  lcores on cpu 0 (`--lcores '(0-1)@0'`).
+
+Each contender gets cpu 1 for its polling lcore (pypdk-run and testpmd both
+`-l 0-1`: main lcore 0, which sleeps, and lcore 1 polling), or, for the
+kernel, its receive processing steered there by RPS. See kernel_ref's
+docstring for where each piece of kernel work runs. The machine is shared:
+every contender and the source run at nice -20 in sessions of their own
+(autogroups at -20 too), and so does ksoftirqd for the kernel's deferred
+softirq work, so other load takes little of their cpus (`fwd_cpu` shows it).
+
+Groups (each case: a fresh rig, start the contender, start the source, 1 s
+of warm-up, `PYPDK_BENCH_VETH_SECONDS` (default 3) measured, stop both):
 
 - "veth rx-and-drop": a receiver on one veth end polls and frees what the
   source sends on the other. pypdk: `RxDrop` (pypdk/pmd/af_xdp/loops.pyx,
@@ -21,24 +32,29 @@ then `PYPDK_BENCH_VETH_SECONDS` (default 3) measured, then stop both):
 - "veth forwarding": frames from the source enter `fin`, leave by `fout`,
   and are counted at the sink. pypdk: `pypdk-run apps/l2fwd` (MAC updating,
   and `--no-mac-updating`); testpmd: `--forward-mode=mac` and `io`; the
-  kernel: `ip_forward` routing and a Linux bridge between the two pairs.
-  Mpps = frames the sink received over the interval; `offered_mpps` is what
-  the source put into `fin` (its veth's tx_packets).
+  kernel: `ip_forward` routing and a Linux bridge between the two pairs,
+  as they come and with net.core.netdev_max_backlog at 8192 instead of 1000
+  (`backlog-8192`: the RPS backlog then stops overflowing while cpu 1 idles).
+  Mpps = frames the sink received over the interval.
 
-Both groups have an af_xdp and an af_packet case for pypdk and testpmd
-(the same job through the other kernel interface).
+Both groups have an af_xdp and an af_packet case for pypdk and testpmd (the
+same job through the other kernel interface); ring sizes are 1024 and
+bursts 32 on both sides, and both run on ordinary pages (--no-huge).
 
-extra_info: mpps, offered_mpps, fwd_cpu (cpu seconds the polling thread
-used per second of the interval: below 1.0 it lost its cpu to something
-else on this shared machine), cpu1 (/proc/stat shares of cpu 1: busy,
-softirq, steal), and the ratios to the reference of the group measured in
-the same run (`vs_testpmd_af_xdp`, `vs_kernel_route`). The pytest-benchmark
-time of a case is the whole run (start-up included): not the figure.
+extra_info: mpps, offered_mpps (frames `fin` received: what the source got
+into the contender's input; the rest of it was dropped there), fwd_cpu (cpu
+seconds the polling thread used per second of the interval: below 1.0 it
+lost its cpu to something else), cpu1 (/proc/stat shares of cpu 1: busy,
+softirq, steal), and the ratios to the references of the group measured in
+the same run (`vs_testpmd_af_xdp`, `vs_testpmd_mac_af_xdp`,
+`vs_testpmd_io_af_xdp`, `vs_kernel_route`). The pytest-benchmark time of a
+case is the whole run (start-up included): not the figure.
 
     python -m pytest benchmarks/bench_af_xdp.py --benchmark-only --benchmark-group-by=group
     python -m benchmarks.bench_af_xdp --rounds 3      # every case, interleaved rounds, medians, ratios
+    python -m benchmarks.bench_af_xdp --source af_xdp --rounds 1    # pktgen as the source
 
-Needs root, `dpdk-testpmd` (Debian's dpdk 22.11) and 2 cpus.
+Needs root, `dpdk-testpmd` (Debian's dpdk 22.11), ethtool, 2 cpus, kernel >= 5.18.
 """
 from __future__ import annotations
 
@@ -62,7 +78,7 @@ from pypdk.testing import netns as nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = float(os.environ.get("PYPDK_BENCH_VETH_SECONDS", "3"))
 WARMUP = 1.0
-SOURCE = os.environ.get("PYPDK_BENCH_VETH_SOURCE", "af_xdp")
+SOURCE = os.environ.get("PYPDK_BENCH_VETH_SOURCE", "xdpgen")
 SIZE, FLOWS = 64, 64
 OTHER_MAC = "02:00:00:00:00:00"     # frames for the userspace forwarders: nobody's address here
 SOURCE_LCORES = "(0-1)@0"
@@ -70,18 +86,25 @@ FWD_LCORES = "0-1"
 NB_DESC = 1024                      # rx/tx descriptors for both pypdk's l2fwd and testpmd
 TESTPMD = "dpdk-testpmd"
 GUARD = 60
-# Every contender and the source run at this nice level: other load on a shared machine then takes
-# little of their cpu (a nice-0 busy loop gets ~1% beside a nice -20 one), as it takes little from
-# the kernel forwarder, whose work runs in softirq ahead of any process.
+# Every contender and the source run at this nice level, each in a session of its own whose
+# autogroup gets the same nice (with CONFIG_SCHED_AUTOGROUP the scheduler first shares a cpu
+# between sessions, whatever the processes' own nice): other load on a shared machine then takes
+# little of their cpu (~1% for a nice-0 busy loop), as it takes little from the kernel forwarder,
+# whose work runs in softirq ahead of any process.
 NICE = int(os.environ.get("PYPDK_BENCH_VETH_NICE", "-20"))
 
 GROUP_RX = "veth rx-and-drop 64B"
 GROUP_FWD = "veth forwarding 64B (two veth pairs, count at the sink)"
 
-RX_CASES = ("pypdk af_xdp", "testpmd af_xdp", "pypdk af_packet", "testpmd af_packet")
-FWD_CASES = ("pypdk l2fwd af_xdp", "testpmd mac af_xdp", "pypdk l2fwd-io af_xdp", "testpmd io af_xdp",
-             "pypdk l2fwd af_packet", "testpmd mac af_packet", "kernel route", "kernel bridge")
-REFS = {"rx": ("testpmd af_xdp",), "fwd": ("testpmd mac af_xdp", "testpmd io af_xdp", "kernel route")}
+# References first: a pypdk case's ratios (pytest) are to the reference measured just before it.
+RX_CASES = ("testpmd af_xdp", "pypdk af_xdp", "testpmd af_packet", "pypdk af_packet")
+FWD_CASES = ("kernel route", "kernel bridge", "kernel route backlog-8192", "kernel bridge backlog-8192",
+             "testpmd mac af_xdp", "pypdk l2fwd af_xdp",
+             "testpmd io af_xdp", "pypdk l2fwd-io af_xdp", "testpmd mac af_packet",
+             "pypdk l2fwd af_packet")
+REFS = {"rx": ("testpmd af_xdp", "testpmd af_packet", "pypdk af_xdp"),
+        "fwd": ("testpmd mac af_xdp", "testpmd io af_xdp", "testpmd mac af_packet",
+                "pypdk l2fwd af_xdp", "kernel route", "kernel bridge")}
 
 
 # ---- processes -----------------------------------------------------------------------
@@ -93,7 +116,13 @@ class Proc:
     def __init__(self, cmd: list[str], stdin=False, **kw):
         self.cmd = cmd = ["nice", "-n", str(NICE), *cmd]
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  start_new_session=True, **kw)
+        try:
+            with open(f"/proc/{self.p.pid}/autogroup", "w") as f:
+                f.write(str(NICE))
+        except OSError:
+            pass            # no autogroups: the process's own nice is what counts
         self.bufs = {"out": [], "err": []}
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._read, args=(s, k), daemon=True)
@@ -181,20 +210,30 @@ def xdp_attached(ifname: str) -> bool:
 # ---- the source ----------------------------------------------------------------------
 
 class Source:
-    """apps/pktgen on the rig's source end, both lcores on cpu 0."""
+    """The traffic source on the rig's `src` end, on cpu 0, the same for every contender.
 
-    def __init__(self, r: K.Rig, driver: str, dst_mac: str):
+    kind "xdpgen" (default): the kernel's XDP generator (kernel_ref.xdpgen),
+    64-byte IPv4/UDP frames of one flow, as fast as cpu 0 makes them and
+    `fin` takes them. kind "af_xdp" / "af_packet": apps/pktgen over that
+    driver, 64 flows, both its lcores on cpu 0 (`--lcores '(0-1)@0'`).
+    """
+
+    def __init__(self, r: K.Rig, kind: str, dst_mac: str):
         self.r = r
-        self.proc = pypdk_run("apps/pktgen", SOURCE_LCORES, [vdev(driver, 0, r.src)],
-                              ["--size", str(SIZE), "--flows", str(FLOWS), "--dst-mac", dst_mac])
-        start = K.link_counter(r.src, "tx_packets")
-        self.proc.wait_for(lambda: K.link_counter(r.src, "tx_packets") > start + 1000,
-                           "the source sends")
+        if kind == "xdpgen":
+            frame = K.udp_frame(dst_mac, nn.link_mac(r.src), size=SIZE)
+            self.proc = Proc(["taskset", "-c", str(K.SRC_CPU), sys.executable, "-m", "benchmarks.kernel_ref",
+                              "_xdpgen", r.src, frame.hex()], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+        else:
+            self.proc = pypdk_run("apps/pktgen", SOURCE_LCORES, [vdev(kind, 0, r.src)],
+                                  ["--size", str(SIZE), "--flows", str(FLOWS), "--dst-mac", dst_mac])
+        start = r.offered()
+        self.proc.wait_for(lambda: r.offered() > start + 1000, f"the source ({kind}) sends")
 
     def stop(self) -> None:
         rc = self.proc.finish()
-        if rc != 0:
-            raise RuntimeError(f"pktgen exited {rc}:\n{self.proc.text()[-3000:]}")
+        if rc not in (0, -signal.SIGTERM):
+            raise RuntimeError(f"the source exited {rc}:\n{self.proc.text()[-3000:]}")
 
 
 # ---- contenders ----------------------------------------------------------------------
@@ -220,7 +259,7 @@ class PypdkL2fwd:
             raise RuntimeError(f"l2fwd exited {rc}:\n{self.proc.text()[-3000:]}")
 
 
-class Testpmd:
+class DpdkTestpmd:
     """dpdk-testpmd, interactive, auto-started; its commands come from a pipe."""
     thread = "rte-worker"            # DPDK 22.11 names its worker threads rte-worker-N
 
@@ -261,18 +300,37 @@ class Testpmd:
 
 
 class Kernel:
+    """The kernel routing or bridging (kernel_ref.KernelForwarder); with
+    `backlog`, net.core.netdev_max_backlog raised to it for the case (a
+    global sysctl, put back after): with the default 1000, the RPS backlog of
+    cpu 1 overflows while cpu 1 is still partly idle."""
     thread = None
 
-    def __init__(self, r: K.Rig, mode: str):
-        self.r, self.mode = r, mode
+    def __init__(self, r: K.Rig, mode: str, backlog: int | None = None):
+        self.r, self.mode, self.backlog = r, mode, backlog
+        self.saved_backlog = None
 
     def start(self):
-        self.k = K.KernelForwarder(self.r, self.mode)
+        if self.backlog:
+            self.saved_backlog = K.set_sysctl("net.core.netdev_max_backlog", self.backlog)
+        try:
+            self.k = K.KernelForwarder(self.r, self.mode)
+        except BaseException:
+            self._restore()
+            raise
         self.dst_mac = self.k.dst_mac
         self.pid = None
 
+    def _restore(self):
+        if self.saved_backlog is not None:
+            K.set_sysctl("net.core.netdev_max_backlog", self.saved_backlog)
+            self.saved_backlog = None
+
     def stop(self):
-        self.k.close()
+        try:
+            self.k.close()
+        finally:
+            self._restore()
 
 
 class PypdkRxDrop:
@@ -333,15 +391,17 @@ def _rxdrop(driver: str, iface: str) -> int:
 # ---- measuring -----------------------------------------------------------------------
 
 def _contender(name: str, r: K.Rig):
-    kind, _, driver = name.rpartition(" ")
     if name.startswith("kernel"):
-        return Kernel(r, driver)
+        words = name.split()           # "kernel route", "kernel bridge backlog-8192"
+        backlog = int(words[2].split("-")[1]) if len(words) > 2 else None
+        return Kernel(r, words[1], backlog)
+    kind, _, driver = name.rpartition(" ")
     if kind == "pypdk l2fwd":
         return PypdkL2fwd(r, driver)
     if kind == "pypdk l2fwd-io":
         return PypdkL2fwd(r, driver, mac_updating=False)
     if kind in ("testpmd mac", "testpmd io"):
-        return Testpmd(r, driver, kind.split()[1], [r.fin, r.fout])
+        return DpdkTestpmd(r, driver, kind.split()[1], [r.fin, r.fout])
     raise ValueError(f"no forwarding contender {name!r}")
 
 
@@ -360,16 +420,16 @@ def _shares(s0: dict, s1: dict, contender) -> dict:
 
 def measure_forward(name: str, source: str = SOURCE, seconds: float = SECONDS) -> dict:
     """One forwarding case on a fresh rig: {'mpps', 'offered_mpps', ...}."""
-    with K.rig() as r:
+    with K.ksoftirqd_nice(NICE), K.rig() as r:
         c = _contender(name, r)
         c.start()
         src = None
         try:
             src = Source(r, source, c.dst_mac)
             time.sleep(WARMUP)
-            sink0, off0, s0 = K.link_counter(r.sink), K.link_counter(r.src, "tx_packets"), _sample(c)
+            sink0, off0, s0 = K.link_counter(r.sink), r.offered(), _sample(c)
             time.sleep(seconds)
-            sink1, off1, s1 = K.link_counter(r.sink), K.link_counter(r.src, "tx_packets"), _sample(c)
+            sink1, off1, s1 = K.link_counter(r.sink), r.offered(), _sample(c)
         finally:
             try:
                 if src is not None:
@@ -385,16 +445,16 @@ def measure_forward(name: str, source: str = SOURCE, seconds: float = SECONDS) -
 def measure_rx(name: str, source: str = SOURCE, seconds: float = SECONDS) -> dict:
     """One receive-and-drop case: the source on r.src, the receiver on r.fin."""
     kind, _, driver = name.rpartition(" ")
-    with K.rig() as r:
-        c = PypdkRxDrop(driver, r.fin) if kind == "pypdk" else Testpmd(r, driver, "rxonly", [r.fin])
+    with K.ksoftirqd_nice(NICE), K.rig() as r:
+        c = PypdkRxDrop(driver, r.fin) if kind == "pypdk" else DpdkTestpmd(r, driver, "rxonly", [r.fin])
         c.start()
         src = None
         try:
             src = Source(r, source, c.dst_mac)
             time.sleep(WARMUP)
-            rx0, off0, s0 = c.rx_packets(), K.link_counter(r.src, "tx_packets"), _sample(c)
+            rx0, off0, s0 = c.rx_packets(), r.offered(), _sample(c)
             time.sleep(seconds)
-            rx1, off1, s1 = c.rx_packets(), K.link_counter(r.src, "tx_packets"), _sample(c)
+            rx1, off1, s1 = c.rx_packets(), r.offered(), _sample(c)
         finally:
             try:
                 if src is not None:
@@ -490,14 +550,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="pypdk over veth (AF_XDP, AF_PACKET) vs testpmd and the kernel")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=SECONDS)
-    ap.add_argument("--source", choices=("af_xdp", "af_packet"), default=SOURCE)
+    ap.add_argument("--source", choices=("xdpgen", "af_xdp", "af_packet"), default=SOURCE)
     ap.add_argument("--case", action="append", help="only these cases (repeatable)")
     a = ap.parse_args(argv)
     summary = run_rounds(a.rounds, a.seconds, a.source, a.case)
     for kind, title in (("rx", GROUP_RX), ("fwd", GROUP_FWD)):
         if not summary[kind]:
             continue
-        print(f"\n{title} (median of {a.rounds}, source pktgen over {a.source})")
+        print(f"\n{title} (median of {a.rounds}, source {a.source})")
         for name, s in summary[kind].items():
             ratios = " ".join(f"{k}={v}" for k, v in s.items() if k.startswith("vs_"))
             print(f"  {name:24s} {s['mpps']:7.3f} Mpps  offered {s['offered_mpps']:6.3f}  "
