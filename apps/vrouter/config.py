@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tomllib
 
-from pypdk.errors import UsageError
+from pypdk.errors import PypdkError, UsageError
 
 from apps.vrouter.ctl import ops
 
@@ -33,6 +33,10 @@ SCHEMA = {
     "fip": ({"vif", "public"}, {"vif", "public"}),
 }
 ORDER = ["vif", "nh", "neighbor", "route", "bridge", "mpls", "vxlan", "policy", "fip"]
+# table -> the fields that name an entry: a second entry with the same values
+# would silently change the first (the ops are add-or-change), so it is an error.
+UNIQUE = {"vif": ("id",), "nh": ("id",), "route": ("vrf", "prefix"), "bridge": ("vrf", "mac"),
+          "mpls": ("label",), "vxlan": ("vni",), "neighbor": ("ip",), "fip": ("public",)}
 
 
 def _where(name, table, i, entry):
@@ -77,7 +81,21 @@ def read(path) -> dict:
             missing = sorted(required - set(e))
             if missing:
                 raise UsageError(f"{where}: missing field {missing[0]!r}", f"add {missing[0]} = ...")
+        if table in UNIQUE:
+            _check_unique(name, table, items)
     return doc
+
+
+def _check_unique(name, table, items):
+    fields = UNIQUE[table]
+    seen = {}
+    for i, e in items:
+        key = tuple(str(e[f]).lower() for f in fields)
+        if key in seen:
+            what = " ".join(f"{f} {e[f]}" for f in fields)
+            raise UsageError(f"{_where(name, table, i, e)}: {what} is also in [[{table}]] #{seen[key] + 1}",
+                             f"give each [[{table}]] its own {' and '.join(fields)}")
+        seen[key] = i
 
 
 def apply(vr, doc: dict, name="config"):
@@ -90,8 +108,9 @@ def apply(vr, doc: dict, name="config"):
         for i, e in entries:
             try:
                 _apply_one(vr, table, e)
-            except UsageError as err:
-                raise UsageError(f"{_where(name, table, i, e)}: {err.problem}", err.fix) from None
+            except PypdkError as err:
+                # The same kind of error (a busy tap stays a ResourceError), located.
+                raise type(err)(f"{_where(name, table, i, e)}: {err.problem}", err.fix) from None
 
 
 def _apply_one(vr, table, e):
