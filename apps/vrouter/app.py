@@ -51,7 +51,7 @@ def options():
 def _tsc_hz():
     """Ticks of the flow clock (the TSC) per second, measured over 50 ms."""
     import time
-    from apps.vrouter.dp.datapath import rdtsc
+    from apps.vrouter.dp.router import rdtsc
     t0, n0 = time.perf_counter(), rdtsc()
     time.sleep(0.05)
     return (rdtsc() - n0) / (time.perf_counter() - t0)

@@ -20,7 +20,8 @@ import pypdk.pmd
 from pypdk.errors import UsageError
 
 from apps.vrouter.ctl import ops
-from apps.vrouter.dp.datapath import Router, DROP_NAMES, VRFS_NAMES
+from apps.vrouter.dp.router import Router, VRFS_NAMES
+from apps.vrouter.dp.drop import DROP_NAMES
 
 
 class VRouter:

@@ -6,7 +6,7 @@ argument before touching anything, so an invalid request raises
 `UsageError` (problem; fix) and changes nothing. Values come in as the user
 spells them ("10.1.2.0/24", "02:00:00:00:01:03", "mplsoudp") and are kept in
 the VRouter's model (plain dicts) beside what is published to the datapath
-(`apps.vrouter.dp.datapath.Router`).
+(`apps.vrouter.dp.router.Router`).
 
 Publication order keeps readers safe: a nexthop is published before a route,
 label or bridge entry points at it, and unpublished only when nothing does

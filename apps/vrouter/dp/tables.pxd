@@ -17,6 +17,7 @@
 # made visible by a release store of its state word, read with acquire.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from pypdk.net.byteorder cimport pd_load_u32
 
 cdef extern from "pd_atomic.h":
     uint32_t pd_load_acquire_u32(const uint32_t *p) nogil
@@ -84,13 +85,16 @@ cdef int32_t hash_add(vr_hash *h, const void *key, uint32_t sig) noexcept nogil
 # next add: callers that keep per-slot data clear it first.
 cdef int32_t hash_del(vr_hash *h, const void *key, uint32_t sig) noexcept nogil
 
-# A 32-bit hash of a key of n bytes (n a multiple of 4).
+# A 32-bit hash of a key of n bytes (n a multiple of 4). The words are read
+# with pd_load_u32 (a memcpy), not through a uint32_t pointer: keys are
+# structs of narrower fields written just before, and a uint32_t load may
+# not alias them (C strict aliasing; GCC -O3 then hashes stale bytes).
 cdef inline uint32_t hash_key(const void *key, uint32_t n) noexcept nogil:
-    cdef const uint32_t *w = <const uint32_t *>key
+    cdef const uint8_t *w = <const uint8_t *>key
     cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ n
     cdef uint32_t i
     for i in range(n >> 2):
-        h = (h ^ w[i]) * 0xff51afd7ed558ccdULL
+        h = (h ^ pd_load_u32(w + 4 * i)) * 0xff51afd7ed558ccdULL
         h ^= h >> 29
     h ^= h >> 32
     return <uint32_t>h

@@ -17,13 +17,32 @@
 # are single 32/64-bit words stored with release semantics.
 #
 # Counters: every forwarding context (`vr_worker`) owns one `vr_stats`
-# block and is its only writer; Python sums the blocks.
+# block and is its only writer; Python sums the blocks (router.pyx).
+#
+# The modules of dp/ (one concern each; per-packet functions are `cdef
+# inline` in the .pxd, so a call across modules costs nothing; what runs
+# once per burst or off the fast path is a plain cdef function in the .pyx):
+#   drop      the drop reasons and their names
+#   vrouter   this object model, the publication accessors, the spinlock
+#   vif       output: per-burst tx buffers per (vif, queue), drops, traps, copies
+#   route     the VRFs' IPv4/IPv6 route tables and route data
+#   flow      flow keys, the flow table, policy, NAT, aging
+#   arp       proxy ARP and ND, ICMP errors to VMs
+#   encap     tunnel headers: MPLSoUDP, MPLSoGRE, VXLAN
+#   nexthop   L3 nexthop output (discard, receive, encap, tunnel, ecmp, resolve)
+#   bridge    the bridge table, L2 forwarding, flooding (composite nexthops)
+#   decap     input from the fabric: labels, VNIs, floating IPs, tunnel decap
+#   vm        input from VMs: ARP/ND, bridging, routing with flows
+#   datapath  the burst loop of a forwarding lcore
+#   router    Router and Worker: the Python owners of all of the above
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from pypdk.mempool.mbuf cimport pd_mbuf
 from pypdk.mempool.mempool cimport pd_mempool
 from pypdk.pmd.ethdev cimport pd_eth_fp
 from pypdk.ring.ring cimport pd_ring
+from apps.vrouter.dp.drop cimport DROP_MAX
+from apps.vrouter.dp.tables cimport vr_rt_table, vr_hash
 
 cdef enum:
     VR_MAX_VIFS = 256
@@ -89,32 +108,6 @@ cdef enum:
     FLOW_F_TCP_FIN_REV = 8
     FLOW_F_TCP_CLOSED = 16      # RST, or FIN both ways: aged sooner
 
-# Drop reasons (TF's dropstats, snake_case). DROP_NAMES in datapath.pyx is
-# the tuple of names, in this order; keep them in step.
-cdef enum:
-    DROP_DISCARD = 0
-    DROP_NO_ROUTE
-    DROP_L2_NO_ROUTE
-    DROP_INVALID_LABEL
-    DROP_INVALID_VNI
-    DROP_INVALID_NH
-    DROP_INVALID_IF
-    DROP_INVALID_PROTOCOL
-    DROP_FLOW_ACTION_DROP
-    DROP_FLOW_TABLE_FULL
-    DROP_TTL_EXCEEDED
-    DROP_INVALID_PACKET
-    DROP_CHECKSUM_ERROR
-    DROP_INTERFACE_DROP
-    DROP_NO_MBUF
-    DROP_MTU_EXCEEDED
-    DROP_FRAGMENTS
-    DROP_VLAN
-    DROP_TRAP_NO_IF
-    DROP_INVALID_ARP
-    DROP_PUSH
-    DROP_MAX
-
 # Per vif, per queue counters (vr_stats.vifq[vif][queue][...])
 cdef enum:
     VIFQ_RX_PACKETS = 0
@@ -127,7 +120,7 @@ cdef enum:
     VIFQ_TX_DROPS
     VIFQ_MAX
 
-# VRF statistics per path (TF vrfstats); VRFS_NAMES in datapath.pyx.
+# VRF statistics per path (TF vrfstats); VRFS_NAMES in router.pyx.
 cdef enum:
     VRFS_DISCARDS = 0
     VRFS_RESOLVES
@@ -231,3 +224,107 @@ ctypedef struct vr_poll:
 ctypedef struct vr_pollset:
     uint32_t n
     vr_poll p[VR_MAX_POLL]
+
+cdef enum:
+    VR_NO_VIF = 0xffff
+    VR_MAX_FIPS = 1024
+
+ctypedef struct vr_router:
+    uint8_t mac[6]
+    uint16_t fabric_vif         # VR_NO_VIF when none
+    uint16_t vhost_vif
+    uint16_t agent_vif
+    uint32_t underlay_ip        # network order
+    uint32_t icmp_src           # source of ICMP errors the vRouter writes
+    uint32_t tx_locking         # >1 forwarding lcore: tx queues take txlock
+    uint32_t mpls_max
+    uint32_t flow_max
+    uint32_t flow_lock
+    uint64_t flow_timeout       # tsc ticks idle before a flow is aged
+    uint64_t flow_closed_timeout
+    vr_vif *vifs[VR_MAX_VIFS]
+    vr_nh *nhs[VR_MAX_NHS]
+    uint64_t rtdata[VR_MAX_RTDATA]      # nh | label << 32
+    vr_rt_table *rt4[VR_MAX_VRFS]
+    vr_rt_table *rt6[VR_MAX_VRFS]
+    uint32_t *mpls              # label -> nh id (VR_NONE: invalid)
+    vr_hash *bridge             # (vrf, mac) -> slot
+    uint64_t *bridge_val        # per slot: nh | vni << 32
+    vr_hash *vxlan              # vni -> slot
+    uint32_t *vxlan_vrf         # per slot
+    vr_hash *fip                # public IPv4 -> slot
+    uint32_t *fip_vif           # per slot
+    vr_hash *flow_h             # vr_flow_key -> flow index
+    vr_flow *flows
+    pd_mempool *pool            # for copies (flood, mirror) and ICMP errors
+    pd_ring *trap               # datapath -> agent
+    pd_ring *inject             # agent -> datapath (m.port = output vif)
+    uint32_t txlock[VR_MAX_VIFS][VR_MAX_QUEUES]
+
+ctypedef struct vr_txslot:
+    uint16_t vif
+    uint16_t queue
+    uint32_t n
+    pd_mbuf *pkts[64]
+
+# One forwarding context: the (vif, queue) pairs it polls, its counters, its
+# per-burst tx buffers. A worker runs on one lcore (or on the Python thread,
+# for tests and benchmarks, through Router.poll / Router.bench).
+ctypedef struct vr_worker:
+    int quit                    # set by the main lcore (release), polled relaxed
+    int running                 # inside its loop
+    uint64_t epoch              # bumped at each quiescent point (release)
+    uint64_t now                # the loop's clock (pd_rdtsc)
+    vr_router *r
+    vr_pollset *ps              # published by the control thread (acquire here)
+    vr_stats *st
+    uint32_t burst
+    uint32_t nslots
+    uint32_t owns_inject         # the one consumer of the inject ring
+    uint64_t polls
+    uint64_t empty_polls
+    vr_txslot slots[VR_TX_SLOTS]
+
+
+# ---- publication: pointers stored with release, loaded with acquire --------------
+
+cdef extern from *:
+    """
+    #define vr_load_ptr(pp) __atomic_load_n((pp), __ATOMIC_ACQUIRE)
+    #define vr_store_ptr(pp, v) __atomic_store_n((pp), (v), __ATOMIC_RELEASE)
+    """
+    vr_vif *vr_load_vif "vr_load_ptr"(vr_vif **pp) nogil
+    void vr_store_vif "vr_store_ptr"(vr_vif **pp, vr_vif *v) nogil
+    vr_nh *vr_load_nh "vr_load_ptr"(vr_nh **pp) nogil
+    void vr_store_nh "vr_store_ptr"(vr_nh **pp, vr_nh *v) nogil
+    vr_rt_table *vr_load_rt "vr_load_ptr"(vr_rt_table **pp) nogil
+    void vr_store_rt "vr_store_ptr"(vr_rt_table **pp, vr_rt_table *v) nogil
+    vr_pollset *vr_load_ps "vr_load_ptr"(vr_pollset **pp) nogil
+    void vr_store_ps "vr_store_ptr"(vr_pollset **pp, vr_pollset *v) nogil
+
+cdef extern from "pd_compiler.h" nogil:
+    void pd_pause()
+
+cdef extern from "pd_atomic.h" nogil:
+    uint32_t pd_load_relaxed_u32(const uint32_t *p)
+    void pd_store_release_u32(uint32_t *p, uint32_t v)
+    bint pd_cas_weak_u32(uint32_t *p, uint32_t *expected, uint32_t desired)
+    void pd_fence_acquire()
+
+
+# ---- the spinlock (flow creation and aging, shared tx queues) ---------------------
+
+cdef inline void vr_lock(uint32_t *l) noexcept nogil:
+    cdef uint32_t exp
+    while True:
+        exp = 0
+        if pd_cas_weak_u32(l, &exp, 1):
+            break
+        while pd_load_relaxed_u32(l) != 0:
+            pd_pause()
+    # The CAS is relaxed; the acquire fence orders what the holder reads after it.
+    pd_fence_acquire()
+
+cdef inline void vr_unlock(uint32_t *l) noexcept nogil:
+    # Pairs with the acquire fence in vr_lock of the next holder.
+    pd_store_release_u32(l, 0)

@@ -1,0 +1,100 @@
+# Bridging (L2): the bridge table maps (vrf, MAC) to a nexthop and, for a
+# VXLAN tunnel, a VNI (TF's vr_bridge.c). A frame from an L2 vif, or out of
+# a VXLAN tunnel, goes by its destination MAC:
+#
+#   encap nexthop      to the local VM's vif (flow and policy of that vif)
+#   vxlan tunnel       VXLAN to the remote VTEP (only from a local VM:
+#                      no tunnel-to-tunnel)
+#   multicast / broadcast, or an unknown unicast from a VM:
+#                      flooded (bridge.pyx): a copy to every other L2 vif of
+#                      the VRF and, from a VM, to the members of the VRF's
+#                      ff:ff:ff:ff:ff:ff entry (a vxlan tunnel or a composite)
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.string cimport memcpy, memset
+from pypdk.mempool.mbuf cimport pd_mbuf
+from pypdk.net.byteorder cimport pd_load_u16, PD_BE16
+from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6
+from apps.vrouter.dp.drop cimport *
+from apps.vrouter.dp.vrouter cimport *
+from apps.vrouter.dp.tables cimport hash_lookup, hash_key
+from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, vif_tx, trap
+from apps.vrouter.dp.flow cimport key_fill, key_hash, dest_flow
+from apps.vrouter.dp.encap cimport encap_vxlan
+
+cdef extern from "pd_compiler.h" nogil:
+    bint pd_unlikely(bint)
+
+# The bridge entry's slot of (vrf, mac), or -1.
+cdef inline int32_t bridge_find(vr_router *r, uint16_t vrf, const uint8_t *mac) noexcept nogil:
+    cdef uint32_t key[2]
+    key[0] = vrf
+    key[1] = 0
+    memcpy((<uint8_t *>key) + 2, mac, 6)
+    return hash_lookup(r.bridge, key, hash_key(key, 8))
+
+# Flood the frame in vrf (bridge.pyx). in_vif: the VM it came from, or NULL.
+cdef void flood(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m, uint16_t vrf,
+                uint32_t hash) noexcept nogil
+
+# Bridge the frame at the front of m in vrf. in_vif: the VM it came from, or
+# NULL when it came out of a VXLAN tunnel (in_id: the fabric vif).
+cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m,
+                                uint16_t vrf) noexcept nogil:
+    cdef vr_router *r = w.r
+    cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
+    cdef int32_t bi
+    cdef uint64_t bv
+    cdef const vr_nh *nh
+    cdef vr_vif *out
+    cdef vr_flow_key k
+    cdef uint32_t hash
+    cdef uint16_t et = pd_load_u16(p + 12), mirror = 0
+    cdef int l4off = -1
+    memset(&k, 0, sizeof(k))
+    if et == PD_BE16(PD_ETHER_TYPE_IPV4) and m.data_len >= ETH_LEN + 20:
+        l4off = key_fill(&k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 4)
+    elif et == PD_BE16(PD_ETHER_TYPE_IPV6) and m.data_len >= ETH_LEN + 40:
+        l4off = key_fill(&k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 6)
+    if l4off >= 0:
+        hash = key_hash(&k)
+    else:
+        hash = hash_key(p, 12)
+    if p[0] & 1:
+        flood(w, in_vif, in_id, m, vrf, hash)
+        return
+    bi = bridge_find(r, vrf, p)
+    if bi < 0:
+        if in_vif != NULL:
+            flood(w, in_vif, in_id, m, vrf, hash)     # unknown unicast from a VM
+        else:
+            drop(w, m, in_id, DROP_L2_NO_ROUTE)
+        return
+    bv = r.bridge_val[bi]
+    nh = vr_load_nh(&r.nhs[<uint32_t>bv]) if <uint32_t>bv < VR_MAX_NHS else NULL
+    if pd_unlikely(nh == NULL):
+        drop(w, m, in_id, DROP_INVALID_NH)
+        return
+    if nh.type == NH_ENCAP:
+        out = vr_load_vif(&r.vifs[nh.vif])
+        if pd_unlikely(out == NULL):
+            drop(w, m, in_id, DROP_INVALID_IF)
+            return
+        if l4off >= 0 and (out.flags & VIF_F_POLICY):
+            if not dest_flow(w, in_id, out, m, &k, hash, p + ETH_LEN, l4off, m.data_len - ETH_LEN, &mirror):
+                return
+        w.st.vrf[vrf][VRFS_L2_ENCAPS] += 1
+        vif_tx(w, out, m, hash)
+    elif nh.type == NH_TUNNEL and nh.encap == TUN_VXLAN:
+        if in_vif == NULL:
+            drop(w, m, in_id, DROP_INVALID_NH)        # no tunnel-to-tunnel
+        elif not (nh.flags & NH_F_VALID):
+            w.st.vrf[vrf][VRFS_RESOLVES] += 1
+            trap(w, m, in_id, TRAP_RESOLVE)
+        else:
+            encap_vxlan(w, in_vif, m, nh, <uint32_t>(bv >> 32), hash, vrf)
+    elif nh.type == NH_DISCARD:
+        w.st.vrf[vrf][VRFS_DISCARDS] += 1
+        drop(w, m, in_id, DROP_DISCARD)
+    else:
+        drop(w, m, in_id, DROP_INVALID_NH)

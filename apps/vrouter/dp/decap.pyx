@@ -1,0 +1,271 @@
+"""Input from the fabric (decap.pxd): tunnel decapsulation, floating IPs, the host's traffic."""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from pypdk.mempool.mbuf cimport pd_mbuf, mbuf_adj, pktmbuf_free
+from pypdk.net.byteorder cimport pd_ntohs, pd_ntohl, pd_load_u16, pd_load_u32, PD_BE16
+from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6, PD_ETHER_TYPE_ARP, PD_ETHER_TYPE_MPLS
+from pypdk.net.ipv4 cimport (pd_ipv4_hdr, ipv4_hdr_ok, ipv4_hdr_len, ipv4_is_fragment, PD_IPPROTO_UDP,
+                             PD_IPPROTO_GRE)
+from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
+from pypdk.net.udp cimport pd_udp_hdr
+from pypdk.net.gre cimport pd_gre_hdr, gre_hdr_ok, gre_hdr_len
+from pypdk.net.vxlan cimport pd_vxlan_hdr, vxlan_vni_valid, vxlan_get_vni
+from pypdk.net.cksum cimport ipv4_hdr_cksum_ok, ipv4_nat_rewrite
+from apps.vrouter.dp.drop cimport *
+from apps.vrouter.dp.vrouter cimport *
+from apps.vrouter.dp.tables cimport hash_lookup, hash_key
+from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_ARP, drop, eth_write, tx_enqueue, vif_tx, trap, pkt_copy
+from apps.vrouter.dp.route cimport ipv4_check, ipv6_check
+from apps.vrouter.dp.flow cimport key_fill, key_hash, flow_get, flow_account, dest_flow
+from apps.vrouter.dp.bridge cimport bridge_forward
+
+cdef extern from "pd_compiler.h" nogil:
+    bint pd_likely(bint)
+    bint pd_unlikely(bint)
+    void pd_prefetch0(const void *p)
+
+
+cdef inline void to_vhost(vr_worker *w, uint16_t in_id, pd_mbuf *m) noexcept nogil:
+    cdef vr_router *r = w.r
+    cdef vr_vif *v
+    if r.vhost_vif == VR_NO_VIF:
+        drop(w, m, in_id, DROP_INVALID_IF)
+        return
+    v = vr_load_vif(&r.vifs[r.vhost_vif])
+    if v == NULL:
+        drop(w, m, in_id, DROP_INVALID_IF)
+        return
+    tx_enqueue(w, v.id, 0, m)
+
+
+# MPLS (after UDP or GRE) at offset off: label -> nh -> the VM.
+cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off, uint32_t tun) noexcept nogil:
+    cdef vr_router *r = w.r
+    cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
+    cdef uint32_t lse, label, nh_id, avail
+    cdef const vr_nh *nh
+    cdef vr_vif *out
+    cdef uint8_t *l3
+    cdef uint8_t family
+    cdef int rc, l4off
+    cdef vr_flow_key k
+    cdef uint32_t hash
+    cdef uint16_t mirror = 0
+    cdef pd_mbuf *c
+    if pd_unlikely(m.data_len < off + 4 + 20):
+        drop(w, m, fab.id, DROP_INVALID_PACKET)
+        return
+    lse = pd_ntohl(pd_load_u32(p + off))
+    label = lse >> 12
+    if pd_unlikely(label >= r.mpls_max):
+        drop(w, m, fab.id, DROP_INVALID_LABEL)
+        return
+    nh_id = r.mpls[label]
+    if pd_unlikely(nh_id == VR_NONE):
+        drop(w, m, fab.id, DROP_INVALID_LABEL)
+        return
+    if pd_unlikely(not (lse & 0x100)):
+        drop(w, m, fab.id, DROP_INVALID_LABEL)         # a label stack: not ours
+        return
+    nh = vr_load_nh(&r.nhs[nh_id]) if nh_id < VR_MAX_NHS else NULL
+    if pd_unlikely(nh == NULL):
+        drop(w, m, fab.id, DROP_INVALID_NH)
+        return
+    l3 = p + off + 4
+    avail = m.data_len - off - 4
+    if (l3[0] >> 4) == 4:
+        family = 4
+        rc = ipv4_check(<pd_ipv4_hdr *>l3, avail, m.pkt_len - off - 4)
+    elif (l3[0] >> 4) == 6:
+        family = 6
+        rc = ipv6_check(<pd_ipv6_hdr *>l3, avail, m.pkt_len - off - 4)
+    else:
+        rc = DROP_INVALID_PACKET
+    if pd_unlikely(rc != 0):
+        drop(w, m, fab.id, rc)
+        return
+    if nh.type != NH_ENCAP:
+        if nh.type == NH_DISCARD:
+            drop(w, m, fab.id, DROP_DISCARD)
+        else:
+            drop(w, m, fab.id, DROP_INVALID_NH)
+        return
+    out = vr_load_vif(&r.vifs[nh.vif])
+    if pd_unlikely(out == NULL):
+        drop(w, m, fab.id, DROP_INVALID_IF)
+        return
+    if pd_unlikely((family == 4 and (<pd_ipv4_hdr *>l3).time_to_live == 0)
+                   or (family == 6 and (<pd_ipv6_hdr *>l3).hop_limits == 0)):
+        drop(w, m, fab.id, DROP_TTL_EXCEEDED)
+        return
+    if tun == TUN_MPLSOUDP:
+        w.st.vrf[out.vrf][VRFS_UDP_MPLS_DECAPS] += 1
+    else:
+        w.st.vrf[out.vrf][VRFS_GRE_MPLS_DECAPS] += 1
+    l4off = key_fill(&k, l3, avail, out.vrf, family)
+    if pd_unlikely(l4off < 0):
+        drop(w, m, fab.id, DROP_INVALID_PACKET)
+        return
+    hash = key_hash(&k)
+    if out.flags & VIF_F_POLICY:
+        if not dest_flow(w, fab.id, out, m, &k, hash, l3, l4off, avail, &mirror):
+            return
+    # Outer headers off; the VM's L2 header in their place (trailing bytes
+    # past the inner packet, Ethernet padding, go too).
+    mbuf_adj(m, <uint16_t>(off + 4 - ETH_LEN))
+    if family == 4:
+        rc = pd_ntohs((<pd_ipv4_hdr *>l3).total_length)
+    else:
+        rc = pd_ntohs((<pd_ipv6_hdr *>l3).payload_len) + PD_IPV6_HDR_LEN
+    if m.nb_segs == 1 and <uint32_t>rc + ETH_LEN < m.data_len:
+        m.data_len = <uint16_t>(rc + ETH_LEN)
+        m.pkt_len = m.data_len
+    eth_write(<uint8_t *>m.buf_addr + m.data_off, nh.dmac, r.mac,
+              PD_BE16(PD_ETHER_TYPE_IPV4) if family == 4 else PD_BE16(PD_ETHER_TYPE_IPV6))
+    w.st.vrf[out.vrf][VRFS_ENCAPS] += 1
+    if pd_unlikely(mirror):
+        c = pkt_copy(w, m)
+        if c != NULL and vr_load_vif(&r.vifs[mirror]) != NULL:
+            vif_tx(w, vr_load_vif(&r.vifs[mirror]), c, hash)
+        elif c != NULL:
+            pktmbuf_free(c)
+    vif_tx(w, out, m, hash)
+
+
+cdef inline void vxlan_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off) noexcept nogil:
+    cdef vr_router *r = w.r
+    cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
+    cdef const pd_vxlan_hdr *vx
+    cdef uint32_t vni, key
+    cdef int32_t si
+    cdef uint16_t vrf
+    if pd_unlikely(m.data_len < off + 8 + ETH_LEN):
+        drop(w, m, fab.id, DROP_INVALID_PACKET)
+        return
+    vx = <const pd_vxlan_hdr *>(p + off)
+    if pd_unlikely(not vxlan_vni_valid(vx)):
+        drop(w, m, fab.id, DROP_INVALID_VNI)
+        return
+    key = vxlan_get_vni(vx)
+    si = hash_lookup(r.vxlan, &key, hash_key(&key, 4))
+    if pd_unlikely(si < 0):
+        drop(w, m, fab.id, DROP_INVALID_VNI)
+        return
+    vrf = <uint16_t>r.vxlan_vrf[si]
+    w.st.vrf[vrf][VRFS_VXLAN_DECAPS] += 1
+    mbuf_adj(m, <uint16_t>(off + 8))
+    bridge_forward(w, NULL, fab.id, m, vrf)
+
+
+# A packet for a floating IP: DNAT to the VM, through the flow table.
+cdef void fip_rx(vr_worker *w, vr_vif *fab, pd_mbuf *m, int32_t si) noexcept nogil:
+    cdef vr_router *r = w.r
+    cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
+    cdef pd_ipv4_hdr *ip = <pd_ipv4_hdr *>(p + ETH_LEN)
+    cdef vr_vif *vm = vr_load_vif(&r.vifs[r.fip_vif[si]])
+    cdef vr_flow_key k
+    cdef vr_flow *f
+    cdef uint32_t hash, avail = m.data_len - ETH_LEN
+    cdef int l4off, rc
+    rc = ipv4_check(ip, avail, m.pkt_len - ETH_LEN)
+    if pd_unlikely(rc != 0):
+        drop(w, m, fab.id, rc)
+        return
+    if pd_unlikely(vm == NULL):
+        drop(w, m, fab.id, DROP_INVALID_IF)
+        return
+    if pd_unlikely(ipv4_is_fragment(ip)):
+        drop(w, m, fab.id, DROP_FRAGMENTS)
+        return
+    l4off = key_fill(&k, <uint8_t *>ip, avail, 0, 4)
+    if pd_unlikely(l4off < 0):
+        drop(w, m, fab.id, DROP_INVALID_PACKET)
+        return
+    hash = key_hash(&k)
+    f = flow_get(w, &k, hash, vm, vm.ip4, vm.vrf)
+    if pd_unlikely(f == NULL):
+        drop(w, m, fab.id, DROP_FLOW_TABLE_FULL)
+        return
+    flow_account(w, f, m, &k, <uint8_t *>ip + l4off, avail - l4off)
+    if f.action == FLOW_DROP or f.nat_ip == 0:
+        drop(w, m, fab.id, DROP_FLOW_ACTION_DROP)
+        return
+    ipv4_nat_rewrite(ip, <uint8_t *>ip + l4off, False, f.nat_ip, k.dport)
+    w.st.vrf[vm.vrf][VRFS_TRANSLATES] += 1
+    eth_write(p, vm.mac, r.mac, PD_BE16(PD_ETHER_TYPE_IPV4))
+    vif_tx(w, vm, m, hash)
+
+
+cdef inline void fabric_rx(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil:
+    cdef vr_router *r = w.r
+    cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
+    cdef uint16_t et
+    cdef pd_ipv4_hdr *ip
+    cdef pd_udp_hdr *u
+    cdef const pd_gre_hdr *g
+    cdef uint32_t hl, avail, dst
+    cdef int32_t si
+    cdef pd_mbuf *c
+    if pd_unlikely(m.data_len < ETH_LEN):
+        drop(w, m, vif.id, DROP_INVALID_PACKET)
+        return
+    et = pd_load_u16(p + 12)
+    if et == PD_BE16(PD_ETHER_TYPE_IPV4):
+        ip = <pd_ipv4_hdr *>(p + ETH_LEN)
+        avail = m.data_len - ETH_LEN
+        if pd_unlikely(not ipv4_hdr_ok(ip, avail)):
+            drop(w, m, vif.id, DROP_INVALID_PACKET)
+            return
+        dst = ip.dst_addr
+        if dst == r.underlay_ip:
+            hl = ipv4_hdr_len(ip)
+            if ip.next_proto_id == PD_IPPROTO_UDP and avail >= hl + 8:
+                u = <pd_udp_hdr *>(<uint8_t *>ip + hl)
+                if u.dst_port == PD_BE16(6635) or u.dst_port == PD_BE16(4789):
+                    if pd_unlikely(pd_ntohs(ip.total_length) > avail):
+                        drop(w, m, vif.id, DROP_INVALID_PACKET)
+                        return
+                    if pd_unlikely(not ipv4_hdr_cksum_ok(ip)):
+                        drop(w, m, vif.id, DROP_CHECKSUM_ERROR)
+                        return
+                    if pd_unlikely(ipv4_is_fragment(ip)):
+                        drop(w, m, vif.id, DROP_FRAGMENTS)
+                        return
+                    if u.dst_port == PD_BE16(6635):
+                        mpls_decap(w, vif, m, ETH_LEN + hl + 8, TUN_MPLSOUDP)
+                    else:
+                        vxlan_decap(w, vif, m, ETH_LEN + hl + 8)
+                    return
+            elif ip.next_proto_id == PD_IPPROTO_GRE and avail >= hl + 4:
+                g = <const pd_gre_hdr *>(<uint8_t *>ip + hl)
+                if g.proto == PD_BE16(PD_ETHER_TYPE_MPLS):
+                    if pd_unlikely(pd_ntohs(ip.total_length) > avail or not gre_hdr_ok(g)):
+                        drop(w, m, vif.id, DROP_INVALID_PACKET)
+                        return
+                    if pd_unlikely(not ipv4_hdr_cksum_ok(ip)):
+                        drop(w, m, vif.id, DROP_CHECKSUM_ERROR)
+                        return
+                    if pd_unlikely(ipv4_is_fragment(ip)):
+                        drop(w, m, vif.id, DROP_FRAGMENTS)
+                        return
+                    mpls_decap(w, vif, m, ETH_LEN + hl + gre_hdr_len(g), TUN_MPLSOGRE)
+                    return
+        elif r.fip.count:
+            si = hash_lookup(r.fip, &dst, hash_key(&dst, 4))
+            if si >= 0:
+                fip_rx(w, vif, m, si)
+                return
+    elif et == PD_BE16(PD_ETHER_TYPE_ARP):
+        # The host answers ARP for the underlay address; the agent learns neighbours.
+        if r.agent_vif != VR_NO_VIF:
+            c = pkt_copy(w, m)
+            if c != NULL:
+                trap(w, c, vif.id, TRAP_ARP)
+    to_vhost(w, vif.id, m)
+
+
+cdef void fabric_input(vr_worker *w, vr_vif *vif, pd_mbuf **pkts, uint32_t n) noexcept nogil:
+    cdef uint32_t i
+    for i in range(n):
+        if i + 1 < n:
+            pd_prefetch0(<char *>pkts[i + 1].buf_addr + pkts[i + 1].data_off)
+        fabric_rx(w, vif, pkts[i])
