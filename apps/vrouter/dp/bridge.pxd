@@ -18,7 +18,7 @@ from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from apps.vrouter.dp.tables cimport hash_lookup, hash_key
-from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, vif_tx, trap
+from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, vif_tx, trap, mirror_tx
 from apps.vrouter.dp.flow cimport key_fill, key_hash, dest_flow
 from apps.vrouter.dp.encap cimport encap_vxlan
 
@@ -49,7 +49,7 @@ cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd
     cdef vr_vif *out
     cdef vr_flow_key k
     cdef uint32_t hash
-    cdef uint16_t et = pd_load_u16(p + 12), mirror = 0
+    cdef uint16_t et = pd_load_u16(p + 12), mirror = VR_NO_VIF
     cdef int l4off = -1
     memset(&k, 0, sizeof(k))
     if et == PD_BE16(PD_ETHER_TYPE_IPV4) and m.data_len >= ETH_LEN + 20:
@@ -84,6 +84,7 @@ cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd
             if not dest_flow(w, in_id, out, m, &k, hash, p + ETH_LEN, l4off, m.data_len - ETH_LEN, &mirror):
                 return
         w.st.vrf[vrf][VRFS_L2_ENCAPS] += 1
+        mirror_tx(w, mirror, m, hash)
         vif_tx(w, out, m, hash)
     elif nh.type == NH_TUNNEL and nh.encap == TUN_VXLAN:
         if in_vif == NULL:

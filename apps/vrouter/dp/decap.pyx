@@ -13,7 +13,7 @@ from pypdk.net.cksum cimport ipv4_hdr_cksum_ok, ipv4_nat_rewrite
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from apps.vrouter.dp.tables cimport hash_lookup, hash_key
-from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_ARP, drop, eth_write, tx_enqueue, vif_tx, trap, pkt_copy
+from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_ARP, drop, eth_write, tx_enqueue, vif_tx, trap, pkt_copy, mirror_tx
 from apps.vrouter.dp.route cimport ipv4_check, ipv6_check
 from apps.vrouter.dp.flow cimport key_fill, key_hash, flow_get, flow_account, dest_flow
 from apps.vrouter.dp.bridge cimport bridge_forward
@@ -49,8 +49,7 @@ cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off,
     cdef int rc, l4off
     cdef vr_flow_key k
     cdef uint32_t hash
-    cdef uint16_t mirror = 0
-    cdef pd_mbuf *c
+    cdef uint16_t mirror = VR_NO_VIF
     if pd_unlikely(m.data_len < off + 4 + 20):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
         return
@@ -122,12 +121,7 @@ cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off,
     eth_write(<uint8_t *>m.buf_addr + m.data_off, nh.dmac, r.mac,
               PD_BE16(PD_ETHER_TYPE_IPV4) if family == 4 else PD_BE16(PD_ETHER_TYPE_IPV6))
     w.st.vrf[out.vrf][VRFS_ENCAPS] += 1
-    if pd_unlikely(mirror):
-        c = pkt_copy(w, m)
-        if c != NULL and vr_load_vif(&r.vifs[mirror]) != NULL:
-            vif_tx(w, vr_load_vif(&r.vifs[mirror]), c, hash)
-        elif c != NULL:
-            pktmbuf_free(c)
+    mirror_tx(w, mirror, m, hash)
     vif_tx(w, out, m, hash)
 
 

@@ -21,7 +21,7 @@ from pypdk.net.ipv6 cimport pd_ipv6_hdr
 from pypdk.net.cksum cimport ipv4_ttl_dec
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
-from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, eth_write, vif_tx, trap, pkt_copy
+from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, eth_write, vif_tx, trap, mirror_tx
 from apps.vrouter.dp.arp cimport icmp4_error
 from apps.vrouter.dp.encap cimport encap_mpls
 
@@ -31,7 +31,7 @@ cdef extern from "pd_compiler.h" nogil:
 # Forward an L3 packet (m starts with its Ethernet header, IP at +14) through
 # nh. in_vif: where it came from (for errors). decrement: a routed hop
 # (from a VM): TTL <= 1 is dropped with an ICMP time exceeded. mirror: a vif
-# that gets a copy (0: none).
+# that gets a copy (VR_NO_VIF: none).
 cdef inline void nh_output_l3(vr_worker *w, vr_vif *in_vif, pd_mbuf *m, const vr_nh *nh, uint32_t label,
                               uint32_t hash, uint8_t family, uint16_t vrf, bint decrement,
                               uint16_t mirror) noexcept nogil:
@@ -41,7 +41,6 @@ cdef inline void nh_output_l3(vr_worker *w, vr_vif *in_vif, pd_mbuf *m, const vr
     cdef pd_ipv6_hdr *ip6 = <pd_ipv6_hdr *>l3
     cdef vr_vif *out
     cdef uint32_t depth = 0
-    cdef pd_mbuf *c
     cdef uint16_t in_id = in_vif.id
     while nh.type == NH_ECMP:
         if pd_unlikely(nh.nb_members == 0 or depth > 2):
@@ -73,12 +72,7 @@ cdef inline void nh_output_l3(vr_worker *w, vr_vif *in_vif, pd_mbuf *m, const vr
                 drop(w, m, in_id, DROP_TTL_EXCEEDED)
                 return
             ip6.hop_limits -= 1
-    if pd_unlikely(mirror):
-        out = vr_load_vif(&r.vifs[mirror])
-        if out != NULL:
-            c = pkt_copy(w, m)
-            if c != NULL:
-                vif_tx(w, out, c, hash)
+    mirror_tx(w, mirror, m, hash)
     if nh.type == NH_TUNNEL:
         if nh.encap == TUN_VXLAN:
             drop(w, m, in_id, DROP_INVALID_NH)      # an L2 tunnel for a routed packet

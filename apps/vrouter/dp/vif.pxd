@@ -72,6 +72,20 @@ cdef inline void vif_tx(vr_worker *w, vr_vif *vif, pd_mbuf *m, uint32_t hash) no
         q = <uint16_t>(hash % vif.nb_txq)
     tx_enqueue(w, vif.id, q, m)
 
+# A copy of m to the mirror vif of its flow (mirror: a vif id, any one, 0
+# too; VR_NO_VIF: no mirror). The copy is what m is now; m goes on its way.
+cdef inline void mirror_tx(vr_worker *w, uint16_t mirror, pd_mbuf *m, uint32_t hash) noexcept nogil:
+    cdef vr_vif *out
+    cdef pd_mbuf *c
+    if pd_likely(mirror >= VR_MAX_VIFS):
+        return
+    out = vr_load_vif(&w.r.vifs[mirror])
+    if out == NULL:
+        return
+    c = pkt_copy(w, m)
+    if c != NULL:
+        vif_tx(w, out, c, hash)
+
 # To the agent (through the trap ring), with a reason (TRAP_*).
 cdef inline void trap(vr_worker *w, pd_mbuf *m, uint16_t in_vif, uint32_t reason) noexcept nogil:
     cdef vr_router *r = w.r

@@ -31,7 +31,7 @@ cdef inline void l3_forward(vr_worker *w, vr_vif *vif, pd_mbuf *m, uint8_t famil
     cdef vr_flow_key k
     cdef vr_flow *f
     cdef uint32_t hash, nh_id, label
-    cdef uint16_t vrf = vif.vrf, mirror = 0
+    cdef uint16_t vrf = vif.vrf, mirror = VR_NO_VIF
     cdef int l4off
     cdef const vr_nh *nh
     cdef vr_vif *dv
