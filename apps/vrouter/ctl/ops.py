@@ -19,7 +19,7 @@ import ipaddress
 import socket
 import struct
 
-from pypdk.errors import UsageError
+from pypdk.errors import PypdkError, UsageError
 
 VIF_TYPES = {"fabric": 0, "vhost": 1, "virtual": 2, "agent": 3}
 NH_TYPES = {"discard": 1, "receive": 2, "encap": 3, "tunnel": 4, "ecmp": 5, "resolve": 6, "composite": 7}
@@ -154,7 +154,12 @@ def vif_add(vr, id, type, port=None, vrf=0, mac=None, ip=None, ip6=None, mtu=150
     dev = old["dev"] if old else None
     opened = False
     if port is not None and (old is None or old["port"] != port):
-        dev = vr.open_port(port, queues)
+        try:
+            dev = vr.open_port(port, queues)
+        except PypdkError as e:
+            if e.problem.startswith("port "):
+                raise
+            raise e.__class__(f"port {port!r}: {e.problem}", e.fix) from None
         opened = True
     try:
         if macb is None:
@@ -194,7 +199,10 @@ def _vif_publish(vr, id):
     ip4 = be32(ipaddress.IPv4Address(v["ip"])) if v["ip"] else 0
     ip6 = ipaddress.IPv6Address(v["ip6"]).packed if v["ip6"] else b""
     vtype = VIF_TYPES[v["type"]]
-    vr.dp.vif_set(id, vtype, v["dev"], v["vrf"], v["macb"], ip4, ip6, v["mtu"], v["flags"],
+    # A floating IP needs the flow table whatever the policy says: the VM's
+    # replies are translated back through the flow its DNAT made.
+    flags = v["flags"] | (VIF_F_POLICY if v.get("fip") else 0)
+    vr.dp.vif_set(id, vtype, v["dev"], v["vrf"], v["macb"], ip4, ip6, v["mtu"], flags,
                   v["queues"], rules)
 
 
@@ -590,8 +598,15 @@ def fip_add(vr, vif, public):
     for other in vr.vifs.values():
         if other.get("fip") == str(p) and other["id"] != vif:
             raise UsageError(f"{p} is already the floating IP of vif {other['id']}", "pick another address")
-    vr.dp.fip_set(be32(p), vif)
+    prev = vr.vifs[vif]["fip"]
     vr.vifs[vif]["fip"] = str(p)
+    _vif_publish(vr, vif)           # flows on before the first DNAT
+    try:
+        vr.dp.fip_set(be32(p), vif)
+    except BaseException:
+        vr.vifs[vif]["fip"] = prev
+        _vif_publish(vr, vif)
+        raise
     return {"vif": vif, "public": str(p)}
 
 
@@ -601,6 +616,7 @@ def fip_del(vr, public):
         if v.get("fip") == str(p):
             vr.dp.fip_clear(be32(p))
             v["fip"] = None
+            _vif_publish(vr, v["id"])
             vr.flush_flows()
             return
     raise UsageError(f"{p} is not a floating IP", "see vif_list()")
