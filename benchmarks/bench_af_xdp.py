@@ -1,58 +1,65 @@
 """pypdk on veth through AF_XDP (and AF_PACKET) against DPDK's testpmd and the kernel, in one run.
 
-Every case runs on the rig of `kernel_ref` (two veth pairs, one source, one
-XDP_DROP sink counted by the kernel) with the same source for every
-contender, on cpu 0:
+Every case runs on a fresh rig of `kernel_ref` (two veth pairs: a source
+end, the contender's input `fin` and output `fout`, and a sink end that
+drops in XDP and is counted by the kernel). Within a group every contender
+gets the same source, on cpu 0:
 
-- `xdpgen` (default): the kernel's XDP traffic generator
-  (BPF_PROG_RUN live frames, `kernel_ref.xdpgen`), one 64-byte IPv4/UDP
-  flow, as fast as cpu 0 makes frames and gets them into `fin`. It is the
-  only source here that outruns the forwarders: apps/pktgen pays an skb
-  and a copy per frame in the kernel, as the forwarder's own transmit does,
-  and caps every contender at its own rate.
-- `af_xdp` / `af_packet`: apps/pktgen over that driver, 64 flows, both its
-  lcores on cpu 0 (`--lcores '(0-1)@0'`).
+- `xdpgen`: the kernel's XDP traffic generator (BPF_PROG_RUN live frames,
+  `kernel_ref.xdpgen`), one 64-byte IPv4/UDP flow, as fast as cpu 0 makes
+  frames and gets them into `fin` (3.5-4 Mpps into an AF_XDP socket). The
+  only source here that outruns the forwarders: it builds no skb.
+- `af_xdp`: apps/pktgen over net_af_xdp, 64 flows, both its lcores on cpu 0
+  (`--lcores '(0-1)@0'`). Every frame costs it an skb and a copy in the
+  kernel, as the forwarders' own transmit does, so it caps every contender
+  near its own rate (~0.8 Mpps): the group shows who keeps up losslessly,
+  not who is fastest.
 
 Each contender gets cpu 1 for its polling lcore (pypdk-run and testpmd both
 `-l 0-1`: main lcore 0, which sleeps, and lcore 1 polling), or, for the
-kernel, its receive processing steered there by RPS. See kernel_ref's
-docstring for where each piece of kernel work runs. The machine is shared:
-every contender and the source run at nice -20 in sessions of their own
-(autogroups at -20 too), and so does ksoftirqd for the kernel's deferred
-softirq work, so other load takes little of their cpus (`fwd_cpu` shows it).
+kernel, its receive processing steered there by RPS; kernel_ref's docstring
+says where each piece of kernel work runs. The machine is shared: every
+contender and the source run at nice -20, each in a session of its own whose
+autogroup gets nice -20 too (the scheduler shares a cpu between autogroups
+before a process's nice counts), and ksoftirqd/0-1 get nice -20 for the
+case, so other load takes little of their cpus (`fwd_cpu` shows it).
 
 Groups (each case: a fresh rig, start the contender, start the source, 1 s
 of warm-up, `PYPDK_BENCH_VETH_SECONDS` (default 3) measured, stop both):
 
-- "veth rx-and-drop": a receiver on one veth end polls and frees what the
-  source sends on the other. pypdk: `RxDrop` (pypdk/pmd/af_xdp/loops.pyx,
-  the machinery of `python -m pypdk.pmd.af_xdp.bench`) on lcore 1 of its own
-  process; testpmd: `--forward-mode=rxonly`. Mpps = packets the receiver
-  got over the interval (its own counter).
-- "veth forwarding": frames from the source enter `fin`, leave by `fout`,
-  and are counted at the sink. pypdk: `pypdk-run apps/l2fwd` (MAC updating,
-  and `--no-mac-updating`); testpmd: `--forward-mode=mac` and `io`; the
-  kernel: `ip_forward` routing and a Linux bridge between the two pairs,
-  as they come and with net.core.netdev_max_backlog at 8192 instead of 1000
-  (`backlog-8192`: the RPS backlog then stops overflowing while cpu 1 idles).
-  Mpps = frames the sink received over the interval.
+- "veth rx-and-drop" (xdpgen): a receiver on `fin` polls and frees. pypdk:
+  `RxDrop` (pypdk/pmd/af_xdp/loops.pyx, the machinery of
+  `python -m pypdk.pmd.af_xdp.bench`) on lcore 1 of its own process;
+  testpmd: `--forward-mode=rxonly`. Mpps = packets the receiver got over
+  the interval (its own counter).
+- "veth forwarding under overload" (xdpgen): `fin` -> `fout`, counted at the
+  sink: the maximum forwarding rate with the input overloaded. pypdk:
+  `pypdk-run apps/l2fwd` (MAC updating, and `--no-mac-updating`); testpmd:
+  `--forward-mode=mac` and `io`; the kernel: `ip_forward` routing and a
+  Linux bridge. Caveat for the kernel: the generator's frames become skbs
+  whose pages belong to the generator's page_pool on cpu 0; freeing them on
+  cpu 1 and the RPS backlog overflowing make the routing path collapse
+  (0.3-0.4 Mpps here, where it forwards 0.85+ Mpps of ordinary skbs).
+- "veth forwarding, pktgen" (af_xdp): the same contenders with apps/pktgen
+  as the source: ordinary skbs into the kernel, and the source caps all.
 
-Both groups have an af_xdp and an af_packet case for pypdk and testpmd (the
-same job through the other kernel interface); ring sizes are 1024 and
-bursts 32 on both sides, and both run on ordinary pages (--no-huge).
+Both forwarding groups have an af_packet case for pypdk and testpmd and the
+rx group one for each (the same job through the other kernel interface).
+Ring sizes are 1024 and bursts 32 on both sides, and both run on ordinary
+pages (--no-huge); testpmd's af_xdp keeps its defaults (busy_budget=64;
+pypdk with busy_budget=64 or testpmd with 0 made no difference here).
 
 extra_info: mpps, offered_mpps (frames `fin` received: what the source got
-into the contender's input; the rest of it was dropped there), fwd_cpu (cpu
-seconds the polling thread used per second of the interval: below 1.0 it
-lost its cpu to something else), cpu1 (/proc/stat shares of cpu 1: busy,
-softirq, steal), and the ratios to the references of the group measured in
-the same run (`vs_testpmd_af_xdp`, `vs_testpmd_mac_af_xdp`,
-`vs_testpmd_io_af_xdp`, `vs_kernel_route`). The pytest-benchmark time of a
-case is the whole run (start-up included): not the figure.
+into the contender's input; the rest was dropped there), fwd_cpu (cpu
+seconds the polling thread used per second: below 1.0 it lost its cpu to
+something else), cpu1 (/proc/stat shares of cpu 1: busy, softirq, steal),
+and the ratios to the group's references measured in the same run
+(`vs_testpmd_mac_af_xdp`, `vs_kernel_route`, ...). The pytest-benchmark time
+of a case is the whole run (start-up included): not the figure.
 
     python -m pytest benchmarks/bench_af_xdp.py --benchmark-only --benchmark-group-by=group
     python -m benchmarks.bench_af_xdp --rounds 3      # every case, interleaved rounds, medians, ratios
-    python -m benchmarks.bench_af_xdp --source af_xdp --rounds 1    # pktgen as the source
+    python -m benchmarks.bench_af_xdp --group fwd --case "pypdk l2fwd af_xdp" --rounds 1
 
 Needs root, `dpdk-testpmd` (Debian's dpdk 22.11), ethtool, 2 cpus, kernel >= 5.18.
 """
@@ -78,7 +85,6 @@ from pypdk.testing import netns as nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = float(os.environ.get("PYPDK_BENCH_VETH_SECONDS", "3"))
 WARMUP = 1.0
-SOURCE = os.environ.get("PYPDK_BENCH_VETH_SOURCE", "xdpgen")
 SIZE, FLOWS = 64, 64
 OTHER_MAC = "02:00:00:00:00:00"     # frames for the userspace forwarders: nobody's address here
 SOURCE_LCORES = "(0-1)@0"
@@ -93,18 +99,22 @@ GUARD = 60
 # whose work runs in softirq ahead of any process.
 NICE = int(os.environ.get("PYPDK_BENCH_VETH_NICE", "-20"))
 
-GROUP_RX = "veth rx-and-drop 64B"
-GROUP_FWD = "veth forwarding 64B (two veth pairs, count at the sink)"
-
-# References first: a pypdk case's ratios (pytest) are to the reference measured just before it.
-RX_CASES = ("testpmd af_xdp", "pypdk af_xdp", "testpmd af_packet", "pypdk af_packet")
-FWD_CASES = ("kernel route", "kernel bridge", "kernel route backlog-8192", "kernel bridge backlog-8192",
-             "testpmd mac af_xdp", "pypdk l2fwd af_xdp",
-             "testpmd io af_xdp", "pypdk l2fwd-io af_xdp", "testpmd mac af_packet",
-             "pypdk l2fwd af_packet")
-REFS = {"rx": ("testpmd af_xdp", "testpmd af_packet", "pypdk af_xdp"),
-        "fwd": ("testpmd mac af_xdp", "testpmd io af_xdp", "testpmd mac af_packet",
-                "pypdk l2fwd af_xdp", "kernel route", "kernel bridge")}
+# Groups: (key, title, what, source, cases, references). References come first in each
+# case list: a pypdk case's ratios (pytest) are to the references measured before it.
+GROUPS = (
+    ("rx", "veth rx-and-drop 64B, XDP generator", "rx", "xdpgen",
+     ("testpmd af_xdp", "pypdk af_xdp", "testpmd af_packet", "pypdk af_packet"),
+     ("testpmd af_xdp", "testpmd af_packet", "pypdk af_xdp")),
+    ("fwd", "veth forwarding 64B under overload, XDP generator", "fwd", "xdpgen",
+     ("kernel route", "kernel bridge", "testpmd mac af_xdp", "pypdk l2fwd af_xdp", "testpmd io af_xdp",
+      "pypdk l2fwd-io af_xdp", "testpmd mac af_packet", "pypdk l2fwd af_packet"),
+     ("testpmd mac af_xdp", "testpmd io af_xdp", "testpmd mac af_packet", "pypdk l2fwd af_xdp",
+      "kernel route", "kernel bridge")),
+    ("fwd_pktgen", "veth forwarding 64B, pktgen over af_xdp as the source", "fwd", "af_xdp",
+     ("kernel route", "kernel bridge", "testpmd mac af_xdp", "pypdk l2fwd af_xdp",
+      "testpmd mac af_packet", "pypdk l2fwd af_packet"),
+     ("testpmd mac af_xdp", "kernel route", "kernel bridge")),
+)
 
 
 # ---- processes -----------------------------------------------------------------------
@@ -300,37 +310,19 @@ class DpdkTestpmd:
 
 
 class Kernel:
-    """The kernel routing or bridging (kernel_ref.KernelForwarder); with
-    `backlog`, net.core.netdev_max_backlog raised to it for the case (a
-    global sysctl, put back after): with the default 1000, the RPS backlog of
-    cpu 1 overflows while cpu 1 is still partly idle."""
+    """The kernel routing or bridging between fin and fout (kernel_ref.KernelForwarder)."""
     thread = None
 
-    def __init__(self, r: K.Rig, mode: str, backlog: int | None = None):
-        self.r, self.mode, self.backlog = r, mode, backlog
-        self.saved_backlog = None
+    def __init__(self, r: K.Rig, mode: str):
+        self.r, self.mode = r, mode
 
     def start(self):
-        if self.backlog:
-            self.saved_backlog = K.set_sysctl("net.core.netdev_max_backlog", self.backlog)
-        try:
-            self.k = K.KernelForwarder(self.r, self.mode)
-        except BaseException:
-            self._restore()
-            raise
+        self.k = K.KernelForwarder(self.r, self.mode)
         self.dst_mac = self.k.dst_mac
         self.pid = None
 
-    def _restore(self):
-        if self.saved_backlog is not None:
-            K.set_sysctl("net.core.netdev_max_backlog", self.saved_backlog)
-            self.saved_backlog = None
-
     def stop(self):
-        try:
-            self.k.close()
-        finally:
-            self._restore()
+        self.k.close()
 
 
 class PypdkRxDrop:
@@ -392,9 +384,7 @@ def _rxdrop(driver: str, iface: str) -> int:
 
 def _contender(name: str, r: K.Rig):
     if name.startswith("kernel"):
-        words = name.split()           # "kernel route", "kernel bridge backlog-8192"
-        backlog = int(words[2].split("-")[1]) if len(words) > 2 else None
-        return Kernel(r, words[1], backlog)
+        return Kernel(r, name.split()[1])
     kind, _, driver = name.rpartition(" ")
     if kind == "pypdk l2fwd":
         return PypdkL2fwd(r, driver)
@@ -418,7 +408,7 @@ def _shares(s0: dict, s1: dict, contender) -> dict:
     return out
 
 
-def measure_forward(name: str, source: str = SOURCE, seconds: float = SECONDS) -> dict:
+def measure_forward(name: str, source: str = "xdpgen", seconds: float = SECONDS) -> dict:
     """One forwarding case on a fresh rig: {'mpps', 'offered_mpps', ...}."""
     with K.ksoftirqd_nice(NICE), K.rig() as r:
         c = _contender(name, r)
@@ -442,7 +432,7 @@ def measure_forward(name: str, source: str = SOURCE, seconds: float = SECONDS) -
             "source": source, **_shares(s0, s1, c)}
 
 
-def measure_rx(name: str, source: str = SOURCE, seconds: float = SECONDS) -> dict:
+def measure_rx(name: str, source: str = "xdpgen", seconds: float = SECONDS) -> dict:
     """One receive-and-drop case: the source on r.src, the receiver on r.fin."""
     kind, _, driver = name.rpartition(" ")
     with K.ksoftirqd_nice(NICE), K.rig() as r:
@@ -478,67 +468,62 @@ def with_ratios(results: dict[str, dict], refs) -> dict[str, dict]:
 
 # ---- pytest-benchmark ------------------------------------------------------------------
 
-_done: dict[str, dict] = {}
+_done: dict[str, dict[str, dict]] = {}
 
 
 def _check_tools():
     assert shutil.which(TESTPMD), f"{TESTPMD} is missing: apt-get install dpdk (scripts/setup.sh)"
+    assert shutil.which("ethtool"), "ethtool is missing: apt-get install ethtool (scripts/setup.sh)"
     assert os.geteuid() == 0, "needs root (veth pairs, XDP programs, namespaces)"
 
 
-def _bench(benchmark, fn, name):
+def _measure(what: str, name: str, source: str, seconds: float) -> dict:
+    return (measure_rx if what == "rx" else measure_forward)(name, source, seconds)
+
+
+@pytest.mark.parametrize("key,name", [(g[0], c) for g in GROUPS for c in g[4]])
+def test_veth(benchmark, key, name):
     _check_tools()
+    _, title, what, source, _, refs = next(g for g in GROUPS if g[0] == key)
+    benchmark.group = title
     out = {}
 
     def once():
-        out.update(fn(name))
+        out.update(_measure(what, name, source, SECONDS))
     benchmark.pedantic(once, rounds=1, iterations=1)
-    _done[name] = out
-    refs = REFS["rx"] if fn is measure_rx else REFS["fwd"]
-    with_ratios(_done, refs)
+    done = _done.setdefault(key, {})
+    done[name] = out
+    with_ratios(done, refs)
     benchmark.extra_info.update(out)
-
-
-@pytest.mark.parametrize("name", RX_CASES)
-def test_rx_and_drop(benchmark, name):
-    benchmark.group = GROUP_RX
-    _bench(benchmark, measure_rx, name)
-
-
-@pytest.mark.parametrize("name", FWD_CASES)
-def test_forwarding(benchmark, name):
-    benchmark.group = GROUP_FWD
-    _bench(benchmark, measure_forward, name)
 
 
 # ---- command line: interleaved rounds ------------------------------------------------------
 
-def run_rounds(rounds: int, seconds: float, source: str, cases=None, log=sys.stderr) -> dict:
-    """Every case once per round, in order, `rounds` times; medians and ratios of the medians."""
-    todo = [("rx", c) for c in RX_CASES] + [("fwd", c) for c in FWD_CASES]
-    if cases:
-        todo = [(k, c) for k, c in todo if c in cases]
-    runs: dict[str, list[dict]] = {}
+def run_rounds(rounds: int, seconds: float, groups=None, cases=None, log=sys.stderr) -> dict:
+    """Every case once per round, in order, `rounds` times; per group, medians and ratios of the medians."""
+    todo = [(g, c) for g in GROUPS for c in g[4]
+            if (not groups or g[0] in groups) and (not cases or c in cases)]
+    runs: dict[tuple, list[dict]] = {}
     for i in range(rounds):
-        for kind, name in todo:
-            fn = measure_rx if kind == "rx" else measure_forward
+        for g, name in todo:
             try:
-                res = fn(name, source, seconds)
+                res = _measure(g[2], name, g[3], seconds)
             except Exception as e:          # one failed case must not lose the round
                 res = {"case": name, "mpps": 0.0, "error": str(e)[-2000:]}
-            runs.setdefault(name, []).append(res)
-            print(f"round {i + 1} {name}: {json.dumps(res)}", file=log, flush=True)
-    summary = {"rx": {}, "fwd": {}}
-    for kind, name in todo:
-        rs = runs[name]
-        summary[kind][name] = {
+            runs.setdefault((g[0], name), []).append(res)
+            print(f"round {i + 1} [{g[0]}] {name}: {json.dumps(res)}", file=log, flush=True)
+    summary: dict[str, dict] = {}
+    for g, name in todo:
+        rs = runs[(g[0], name)]
+        summary.setdefault(g[0], {})[name] = {
             "case": name, "mpps": round(statistics.median(x["mpps"] for x in rs), 4),
             "all_mpps": [x["mpps"] for x in rs],
             "offered_mpps": round(statistics.median(x.get("offered_mpps", 0) for x in rs), 4),
             "fwd_cpu": round(statistics.median(x.get("fwd_cpu", 0) for x in rs), 3),
-            "cpu1_steal": round(statistics.median(x.get("cpu1", {}).get("steal", 0) for x in rs), 3)}
-    with_ratios(summary["rx"], REFS["rx"])
-    with_ratios(summary["fwd"], REFS["fwd"])
+            "cpu1_softirq": round(statistics.median(x.get("cpu1", {}).get("softirq", 0) for x in rs), 3)}
+    for g in GROUPS:
+        if g[0] in summary:
+            with_ratios(summary[g[0]], g[5])
     return summary
 
 
@@ -550,15 +535,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="pypdk over veth (AF_XDP, AF_PACKET) vs testpmd and the kernel")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=SECONDS)
-    ap.add_argument("--source", choices=("xdpgen", "af_xdp", "af_packet"), default=SOURCE)
+    ap.add_argument("--group", action="append", choices=[g[0] for g in GROUPS], help="only these groups")
     ap.add_argument("--case", action="append", help="only these cases (repeatable)")
     a = ap.parse_args(argv)
-    summary = run_rounds(a.rounds, a.seconds, a.source, a.case)
-    for kind, title in (("rx", GROUP_RX), ("fwd", GROUP_FWD)):
-        if not summary[kind]:
+    summary = run_rounds(a.rounds, a.seconds, a.group, a.case)
+    for g in GROUPS:
+        if g[0] not in summary:
             continue
-        print(f"\n{title} (median of {a.rounds}, source {a.source})")
-        for name, s in summary[kind].items():
+        print(f"\n{g[1]} (median of {a.rounds})")
+        for name, s in summary[g[0]].items():
             ratios = " ".join(f"{k}={v}" for k, v in s.items() if k.startswith("vs_"))
             print(f"  {name:24s} {s['mpps']:7.3f} Mpps  offered {s['offered_mpps']:6.3f}  "
                   f"fwd_cpu {s['fwd_cpu']:5.2f}  runs {s['all_mpps']}  {ratios}")

@@ -3,34 +3,41 @@
 The rig: two veth pairs, a source end, a sink end and two forwarder ports.
 
     source ── src │ fin ══ forwarder ══ fout │ sink ── XDP_DROP, counted
-      (pktgen on   (pair A)              (pair B)  (rx_packets of `sink`)
-       cpu 0)
+      (cpu 0)      (pair A)              (pair B)     (rx_packets of `sink`)
 
 `fin`/`fout` are what a forwarder works on: the ports of pypdk's l2fwd or
 testpmd (net_af_xdp / net_af_packet), or the kernel itself when they are
 moved into a namespace of their own that routes (`ip_forward`) or bridges
-(`ip link add type bridge`) between them (`KernelForwarder`). The sink is
-the cheapest possible receiver: a two-instruction XDP program returning
-XDP_DROP on `sink` (`XdpDrop`); veth counts every frame its XDP program saw
-in `rx_packets`, so the sink count is the kernel's and the same for every
-contender, and a contender that forwards nothing costs the sink nothing.
+between them (`KernelForwarder`). The sink is the cheapest receiver there
+is, a two-instruction XDP program returning XDP_DROP on `sink` (`XdpDrop`):
+veth counts every frame its XDP program saw in `rx_packets`, so the sink
+count is the kernel's, the same for every contender, and no frame reaches
+this namespace's stack. (An skb an AF_XDP socket sends has little headroom,
+so the sink's veth copies it into a page before running XDP; the kernel's
+forwarded skbs come with XDP headroom from `fin` and are not copied. With
+the stack as the sink instead, the AF_XDP forwarders measured ~13% more.)
 
-Where the work runs (2 cpus, both shared with the source and the sink):
-- the source sends on cpu 0; the kernel work of its sendto() -- the veth
-  transmit and, when `fin` has an XDP program, `fin`'s NAPI poll that runs
-  the program and copies the frame into the forwarder's AF_XDP ring (or, for
-  net_af_packet, the packet tap that copies it into the socket's ring) --
-  is on cpu 0 too, in the source's context;
-- the forwarder polls on cpu 1, and its transmit's kernel work (veth
-  transmit and the sink's XDP_DROP) is on cpu 1 in its context;
-- the kernel forwarder has no thread: `fin` has no XDP program, so veth
-  hands each frame to the backlog of a cpu, and RPS on `fin`
-  (rps_cpus = cpu 1) makes that cpu 1. Routing or bridging, the transmit on
-  `fout` and the sink's XDP_DROP then run in softirq on cpu 1.
+The sources: `xdpgen` here (the kernel's XDP traffic generator, no skb per
+frame: the only source that outruns a forwarder on this machine) or
+apps/pktgen over a pypdk port (bench_af_xdp.Source). `fin` has GRO on, so
+it has a NAPI ring even without an XDP program (xdpgen's frames need one).
+
+Where the work runs (2 cpus):
+- the source sends on cpu 0; the kernel work that follows in its context --
+  `fin`'s NAPI poll, which runs the contender's XDP program and copies the
+  frame into its AF_XDP ring, or for net_af_packet its packet tap copying
+  into the socket's ring, or for the kernel builds the skb and hands it to
+  RPS -- is on cpu 0 too;
+- the userspace forwarder polls on cpu 1, and its transmit's kernel work
+  (an skb per frame, veth transmit, the sink's XDP_DROP) is on cpu 1 in its
+  context;
+- the kernel forwarder has no thread: RPS on `fin` (rps_cpus = cpu 1)
+  queues each skb to cpu 1's backlog, where routing or bridging, the
+  transmit on `fout` and the sink's XDP_DROP run in softirq.
 So cpu 0 carries the source and the receive-side copy, cpu 1 the forwarding
 and everything after it, for every contender.
 
-    python -m benchmarks.kernel_ref --mode route --seconds 3   # the kernel alone
+    python -m benchmarks.kernel_ref --mode route --seconds 3   # the kernel alone (pktgen source)
 """
 from __future__ import annotations
 
@@ -54,16 +61,6 @@ def link_counter(ifname: str, what: str = "rx_packets", ns: str | None = None) -
         with open(f"/sys/class/net/{ifname}/statistics/{what}") as f:
             return int(f.read())
     return int(nn.ns_run(ns, "cat", f"/sys/class/net/{ifname}/statistics/{what}").stdout)
-
-
-def set_sysctl(key: str, value) -> str:
-    """Set a sysctl of this namespace; returns the old value."""
-    path = "/proc/sys/" + key.replace(".", "/")
-    with open(path) as f:
-        old = f.read().strip()
-    with open(path, "w") as f:
-        f.write(str(value))
-    return old
 
 
 def cpu_times() -> dict[int, list[int]]:
@@ -202,8 +199,8 @@ def udp_frame(dst_mac: str, src_mac: str, src_ip: str = "198.18.0.1", dst_ip: st
     return mac(dst_mac) + mac(src_mac) + b"\x08\x00" + bytes(ip) + udp + bytes(ip_len - 28)
 
 
-def xdpgen(ifname: str, frame: bytes, batch: int = 64, repeat: int = 1 << 20) -> int:
-    """Send `frame` out of `ifname` as fast as one cpu can, until a signal.
+def xdpgen(ifname: str, frame: bytes, rate: float = 0, seconds: float = 0, batch: int = 64) -> int:
+    """Send `frame` out of `ifname`; returns the frames sent.
 
     The kernel's own XDP traffic generator (BPF_PROG_RUN with
     BPF_F_TEST_XDP_LIVE_FRAMES, kernel >= 5.18; what xdp-trafficgen uses):
@@ -211,31 +208,52 @@ def xdpgen(ifname: str, frame: bytes, batch: int = 64, repeat: int = 1 << 20) ->
     call on frames made from `frame`, each redirected to the interface's
     ndo_xdp_xmit. On a veth no skb is built: the xdp_frame goes straight to
     the peer's NAPI ring (the peer needs an XDP program or GRO on, or the
-    frames are dropped). Returns the calls made; stops at the first signal
-    (the syscall returns EINTR).
+    frames are dropped).
+
+    rate 0: as fast as one cpu can (calls of 2^20 frames) until a signal
+    (the syscall returns EINTR; the count is then approximate). rate > 0:
+    `batch` frames per call, paced to `rate` frames per second, for `seconds`
+    (then it stops by itself and the count is exact).
     """
     import ctypes
     import errno
+    import time
     from pypdk.pmd.af_xdp import bpf
     insns = (struct.pack("<BBhi", 0xb7, 1, 0, nn_ifindex(ifname))       # r1 = ifindex
              + struct.pack("<BBhi", 0xb7, 2, 0, 0)                      # r2 = 0
              + struct.pack("<BBhi", 0x85, 0, 0, BPF_FUNC_REDIRECT)      # call bpf_redirect
              + struct.pack("<BBhi", 0x95, 0, 0, 0))                     # exit
     prog = bpf.prog_load(insns, name="pypdk_xdpgen")
+    repeat = batch if rate > 0 else 1 << 20
     data = ctypes.create_string_buffer(frame, len(frame))
     a = ctypes.create_string_buffer(bpf.ATTR_SIZE)
     struct.pack_into("=IIIIQQII", a, 0, prog, 0, len(frame), 0, ctypes.addressof(data), 0, repeat, 0)
     struct.pack_into("=III", a, 64, BPF_F_TEST_XDP_LIVE_FRAMES, 0, batch)
-    calls = 0
+    syscall, nr, cmd, size = bpf._libc.syscall, bpf.NR_BPF, ctypes.c_int(BPF_PROG_TEST_RUN), ctypes.c_uint(len(a))
+    sent = 0
+    period = repeat / rate if rate > 0 else 0.0
+    now = time.perf_counter
+    t0 = now()
+    end = t0 + seconds if seconds > 0 else float("inf")
+    nxt = t0
     try:
         while True:
-            rc = bpf._libc.syscall(bpf.NR_BPF, ctypes.c_int(BPF_PROG_TEST_RUN), a, ctypes.c_uint(len(a)))
-            if rc < 0:
+            if period:
+                t = now()
+                if t >= end:
+                    return sent
+                if t < nxt:
+                    if nxt - t > 0.0005:
+                        time.sleep(nxt - t - 0.0003)
+                    while now() < nxt:
+                        pass
+                nxt += period
+            if syscall(nr, cmd, a, size) < 0:
                 err = ctypes.get_errno()
                 if err == errno.EINTR:
-                    return calls
+                    return sent
                 raise bpf.BpfError(err, "bpf(PROG_TEST_RUN live frames)")
-            calls += 1
+            sent += repeat
     finally:
         os.close(prog)
 
@@ -345,12 +363,15 @@ def main(argv=None):
     from benchmarks import bench_af_xdp as B
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_xdpgen":          # the generator's own process (bench_af_xdp.Source)
-        xdpgen(argv[1], bytes.fromhex(argv[2]))
+        rate = float(argv[3]) if len(argv) > 3 else 0.0
+        seconds = float(argv[4]) if len(argv) > 4 else 0.0
+        sent = xdpgen(argv[1], bytes.fromhex(argv[2]), rate, seconds)
+        print("sent", sent, flush=True)
         return
     ap = argparse.ArgumentParser(description="the kernel forwarding between two veth pairs")
     ap.add_argument("--mode", choices=("route", "bridge"), default="route")
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--source", choices=("xdpgen", "af_xdp", "af_packet"), default="xdpgen")
+    ap.add_argument("--source", choices=("xdpgen", "af_xdp", "af_packet"), default="af_xdp")
     a = ap.parse_args(argv)
     print(json.dumps(B.measure_forward(f"kernel-{a.mode}", a.source, a.seconds)))
 

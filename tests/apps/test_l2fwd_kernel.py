@@ -368,8 +368,8 @@ def test_two_queues_many_flows_each_packet_once(make_topo, driver, tmp_path):
     """Both veth pairs with 2 queues, the ports with 2 queues each, one worker
     lcore per queue index (lcores 1 and 2 sharing cpu 1), running l2fwd's
     forwarding loop (apps/l2fwd/fwd.pyx). apps/l2fwd itself polls one queue
-    per port, so the test brings a 12-line app that gives queue i of both
-    ports to worker lcore i+1."""
+    per port, so the test brings a small app that gives queue i of both
+    ports to worker lcore i+1, with l2fwd's MAC rewrite."""
     t = make_topo(queues=2)
     set_offloads(t, driver)
     # Static neighbours: no ARP, so the frame counts below are exactly the datagrams.
