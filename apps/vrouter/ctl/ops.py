@@ -385,15 +385,10 @@ def _rtdata_release(vr, nh, label):
     if n > 1:
         vr.rtdata[key] = (idx, n - 1)
     else:
-        # Reused only after the route table that pointed at it is gone: the
-        # caller republished (and synchronized) first.
+        # Reused only once no route or bridge entry points at it and no lcore
+        # can still hold it: the caller changed the table and synchronized first.
         del vr.rtdata[key]
         vr.rtdata_free.append(idx)
-
-
-def _rt_publish(vr, vrf, fam):
-    table = vr.routes.get((vrf, fam), {})
-    vr.dp.rt_publish(vrf, fam, [(addr, plen, vr.rtdata[v][0]) for (addr, plen), v in table.items()])
 
 
 def route_add(vr, vrf, prefix, nh, label=None):
@@ -409,9 +404,13 @@ def route_add(vr, vrf, prefix, nh, label=None):
     key = (net.network_address.packed, net.prefixlen)
     table = vr.routes.setdefault((vrf, fam), {})
     old = table.get(key)
-    _rtdata_index(vr, nh, label)
+    idx = _rtdata_index(vr, nh, label)
+    try:
+        vr.dp.rt_add(vrf, fam, key[0], key[1], idx)
+    except BaseException:
+        _rtdata_release(vr, nh, label)
+        raise
     table[key] = (nh, label)
-    _rt_publish(vr, vrf, fam)
     if old is not None:
         vr.dp.synchronize()
         _rtdata_release(vr, *old)
@@ -425,8 +424,8 @@ def route_del(vr, vrf, prefix):
     key = (net.network_address.packed, net.prefixlen)
     if key not in table:
         raise UsageError(f"no route {net} in vrf {vrf}", "see route_dump()")
+    vr.dp.rt_del(vrf, net.version, key[0], key[1])
     old = table.pop(key)
-    _rt_publish(vr, vrf, net.version)
     vr.dp.synchronize()
     _rtdata_release(vr, *old)
 
@@ -453,8 +452,17 @@ def bridge_add(vr, vrf, mac, nh, vni=None):
         check_int(vni, 0, VNI_MAX, "vni")
     if vr.nhs[nh]["type"] == "tunnel" and vr.nhs[nh]["encap"] == "vxlan" and vni is None:
         raise UsageError("a bridge entry through a vxlan tunnel needs vni", "give vni = 5000")
-    vr.dp.bridge_set(vrf, m, nh, vni)
+    old = vr.bridge.get((vrf, m))
+    idx = _rtdata_index(vr, nh, vni)        # the same (nh, word) table as routes
+    try:
+        vr.dp.bridge_set(vrf, m, idx)
+    except BaseException:
+        _rtdata_release(vr, nh, vni)
+        raise
     vr.bridge[(vrf, m)] = (nh, vni)
+    if old is not None:
+        vr.dp.synchronize()
+        _rtdata_release(vr, *old)
     return {"vrf": vrf, "mac": mac_str(m), "nh": nh, "vni": vni}
 
 
@@ -463,7 +471,9 @@ def bridge_del(vr, vrf, mac):
     if (vrf, m) not in vr.bridge:
         raise UsageError(f"no bridge entry {mac_str(m)} in vrf {vrf}", "see bridge_dump()")
     vr.dp.bridge_clear(vrf, m)
-    del vr.bridge[(vrf, m)]
+    old = vr.bridge.pop((vrf, m))
+    vr.dp.synchronize()
+    _rtdata_release(vr, *old)
 
 
 def bridge_dump(vr, vrf):

@@ -1,6 +1,8 @@
 # Bridging (L2): the bridge table maps (vrf, MAC) to a nexthop and, for a
-# VXLAN tunnel, a VNI (TF's vr_bridge.c). A frame from an L2 vif, or out of
-# a VXLAN tunnel, goes by its destination MAC:
+# VXLAN tunnel, a VNI (TF's vr_bridge.c): a pypdk.net.flow_hash of 8-byte
+# keys (vrf, MAC) whose data is a `vr_router.rtdata` index (nh | vni << 32),
+# written by the control thread, read lock-free. A frame from an L2 vif, or
+# out of a VXLAN tunnel, goes by its destination MAC:
 #
 #   encap nexthop      to the local VM's vif (flow and policy of that vif)
 #   vxlan tunnel       VXLAN to the remote VTEP (only from a local VM:
@@ -17,21 +19,35 @@ from pypdk.net.byteorder cimport pd_load_u16, PD_BE16
 from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
-from apps.vrouter.dp.tables cimport hash_lookup, hash_key
+from pypdk.net.flow_hash cimport pd_flow_hash, flow_hash_lookup
+from pypdk.net.hash cimport hash_bytes
 from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, vif_tx, trap, mirror_tx
-from apps.vrouter.dp.flow cimport key_fill, key_hash, dest_flow
+from apps.vrouter.dp.flow cimport key_fill, key_hash, pkt_hash, dest_flow, FLOW_POS_UNKNOWN
+from apps.vrouter.dp.route cimport rt_data
 from apps.vrouter.dp.encap cimport encap_vxlan
 
 cdef extern from "pd_compiler.h" nogil:
     bint pd_unlikely(bint)
 
-# The bridge entry's slot of (vrf, mac), or -1.
-cdef inline int32_t bridge_find(vr_router *r, uint16_t vrf, const uint8_t *mac) noexcept nogil:
-    cdef uint32_t key[2]
-    key[0] = vrf
-    key[1] = 0
-    memcpy((<uint8_t *>key) + 2, mac, 6)
-    return hash_lookup(r.bridge, key, hash_key(key, 8))
+cdef enum:
+    BRIDGE_KEY_LEN = 8
+
+# The bridge table's key: vrf (host order) then the MAC.
+cdef inline void bridge_key(uint8_t *key, uint16_t vrf, const uint8_t *mac) noexcept nogil:
+    memcpy(key, &vrf, 2)
+    memcpy(key + 2, mac, 6)
+
+# The bridge entry of (vrf, mac): 0 with its nexthop id and VNI (VR_NONE:
+# none), -1 if there is none.
+cdef inline int bridge_lookup(vr_router *r, uint16_t vrf, const uint8_t *mac, uint32_t *nh,
+                              uint32_t *vni) noexcept nogil:
+    cdef uint8_t key[BRIDGE_KEY_LEN]
+    cdef uint32_t idx
+    bridge_key(key, vrf, mac)
+    if flow_hash_lookup(r.bridge, key, &idx) < 0:
+        return -1
+    rt_data(r, idx, nh, vni)
+    return 0
 
 # Flood the frame in vrf (bridge.pyx). in_vif: the VM it came from, or NULL.
 cdef void flood(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m, uint16_t vrf,
@@ -43,35 +59,33 @@ cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd
                                 uint16_t vrf) noexcept nogil:
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
-    cdef int32_t bi
-    cdef uint64_t bv
+    cdef uint32_t nh_id, vni
     cdef const vr_nh *nh
     cdef vr_vif *out
-    cdef vr_flow_key k
+    cdef pd_flow_key k
+    cdef uint64_t hv
     cdef uint32_t hash
     cdef uint16_t et = pd_load_u16(p + 12), mirror = VR_NO_VIF
     cdef int l4off = -1
-    memset(&k, 0, sizeof(k))
     if et == PD_BE16(PD_ETHER_TYPE_IPV4) and m.data_len >= ETH_LEN + 20:
         l4off = key_fill(&k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 4)
     elif et == PD_BE16(PD_ETHER_TYPE_IPV6) and m.data_len >= ETH_LEN + 40:
         l4off = key_fill(&k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 6)
     if l4off >= 0:
-        hash = key_hash(&k)
+        hv = key_hash(r, &k)
     else:
-        hash = hash_key(p, 12)
+        hv = hash_bytes(p, 12, 0)
+    hash = pkt_hash(hv)
     if p[0] & 1:
         flood(w, in_vif, in_id, m, vrf, hash)
         return
-    bi = bridge_find(r, vrf, p)
-    if bi < 0:
+    if bridge_lookup(r, vrf, p, &nh_id, &vni) != 0:
         if in_vif != NULL:
             flood(w, in_vif, in_id, m, vrf, hash)     # unknown unicast from a VM
         else:
             drop(w, m, in_id, DROP_L2_NO_ROUTE)
         return
-    bv = r.bridge_val[bi]
-    nh = vr_load_nh(&r.nhs[<uint32_t>bv]) if <uint32_t>bv < VR_MAX_NHS else NULL
+    nh = vr_load_nh(&r.nhs[nh_id]) if nh_id < VR_MAX_NHS else NULL
     if pd_unlikely(nh == NULL):
         drop(w, m, in_id, DROP_INVALID_NH)
         return
@@ -81,7 +95,8 @@ cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd
             drop(w, m, in_id, DROP_INVALID_IF)
             return
         if l4off >= 0 and (out.flags & VIF_F_POLICY):
-            if not dest_flow(w, in_id, out, m, &k, hash, p + ETH_LEN, l4off, m.data_len - ETH_LEN, &mirror):
+            if not dest_flow(w, in_id, out, m, &k, hv, FLOW_POS_UNKNOWN, p + ETH_LEN, l4off,
+                             m.data_len - ETH_LEN, &mirror):
                 return
         w.st.vrf[vrf][VRFS_L2_ENCAPS] += 1
         mirror_tx(w, mirror, m, hash)
@@ -93,9 +108,17 @@ cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd
             w.st.vrf[vrf][VRFS_RESOLVES] += 1
             trap(w, m, in_id, TRAP_RESOLVE)
         else:
-            encap_vxlan(w, in_vif, m, nh, <uint32_t>(bv >> 32), hash, vrf)
+            encap_vxlan(w, in_vif, m, nh, vni, hash, vrf)
     elif nh.type == NH_DISCARD:
         w.st.vrf[vrf][VRFS_DISCARDS] += 1
         drop(w, m, in_id, DROP_DISCARD)
     else:
         drop(w, m, in_id, DROP_INVALID_NH)
+
+
+# ---- control (bridge.pyx; the control thread) --------------------------------------
+
+# Add or change the entry (vrf, mac) -> rtdata index idx: 0, or -ENOSPC.
+cdef int bridge_set(vr_router *r, uint16_t vrf, const uint8_t *mac, uint32_t idx) noexcept nogil
+# Delete it: 0, or -ENOENT.
+cdef int bridge_clear(vr_router *r, uint16_t vrf, const uint8_t *mac) noexcept nogil

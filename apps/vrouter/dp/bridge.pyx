@@ -1,7 +1,21 @@
-"""Bridging (bridge.pxd): flooding, head-end replication to the VXLAN peers."""
+"""Bridging (bridge.pxd): flooding (head-end replication to the VXLAN peers), the table's writers."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.string cimport memset
+from pypdk.net.flow_hash cimport flow_hash_add, flow_hash_delete
 from apps.vrouter.dp.vif cimport pkt_copy
+
+
+cdef int bridge_set(vr_router *r, uint16_t vrf, const uint8_t *mac, uint32_t idx) noexcept nogil:
+    cdef uint8_t key[BRIDGE_KEY_LEN]
+    bridge_key(key, vrf, mac)
+    # A new key is published with its data; an existing one's data changes in one store.
+    return 0 if flow_hash_add(r.bridge, key, idx) >= 0 else -1
+
+
+cdef int bridge_clear(vr_router *r, uint16_t vrf, const uint8_t *mac) noexcept nogil:
+    cdef uint8_t key[BRIDGE_KEY_LEN]
+    bridge_key(key, vrf, mac)
+    return 0 if flow_hash_delete(r.bridge, key) >= 0 else -1
 
 
 cdef void flood(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m, uint16_t vrf,
@@ -11,8 +25,7 @@ cdef void flood(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m, uint16
     # VXLAN peers). The last destination takes m itself.
     cdef vr_router *r = w.r
     cdef uint8_t bcast[6]
-    cdef int32_t bi
-    cdef uint64_t bv
+    cdef uint32_t fnh_id, fvni
     cdef const vr_nh *fnh = NULL
     cdef const vr_nh *tn
     cdef vr_vif *v
@@ -25,20 +38,18 @@ cdef void flood(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m, uint16
     w.st.vrf[vrf][VRFS_L2_FLOODS] += 1
     if in_vif != NULL:
         memset(bcast, 0xff, 6)
-        bi = bridge_find(r, vrf, bcast)
-        if bi >= 0:
-            bv = r.bridge_val[bi]
-            fnh = vr_load_nh(&r.nhs[<uint32_t>bv]) if <uint32_t>bv < VR_MAX_NHS else NULL
+        if bridge_lookup(r, vrf, bcast, &fnh_id, &fvni) == 0:
+            fnh = vr_load_nh(&r.nhs[fnh_id]) if fnh_id < VR_MAX_NHS else NULL
             if fnh != NULL and fnh.type == NH_TUNNEL and fnh.encap == TUN_VXLAN and fnh.flags & NH_F_VALID:
                 tun[0] = fnh
-                vnis[0] = <uint32_t>(bv >> 32)
+                vnis[0] = fvni
                 nt = 1
             elif fnh != NULL and fnh.type == NH_COMPOSITE:
                 for i in range(fnh.nb_members):
                     tn = vr_load_nh(&r.nhs[fnh.members[i]])
                     if tn != NULL and tn.type == NH_TUNNEL and tn.encap == TUN_VXLAN and tn.flags & NH_F_VALID:
                         tun[nt] = tn
-                        vnis[nt] = fnh.vnis[i] if fnh.vnis[i] != VR_NONE else <uint32_t>(bv >> 32)
+                        vnis[nt] = fnh.vnis[i] if fnh.vnis[i] != VR_NONE else fvni
                         nt += 1
     for i in range(VR_MAX_VIFS):
         v = vr_load_vif(&r.vifs[i])

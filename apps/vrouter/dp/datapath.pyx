@@ -17,6 +17,9 @@ cdef extern from "pd_compiler.h" nogil:
     bint pd_unlikely(bint)
     uint64_t pd_rdtsc()
 
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
 cdef extern from "pd_atomic.h" nogil:
     int pd_load_relaxed_int(const int *p)
     void pd_store_release_int(int *p, int v)
@@ -86,6 +89,7 @@ cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil:
             w.empty_polls += 1
             continue
         total += nb
+        w.rx += nb
         vr_process_burst(w, ps.p[i].vif, ps.p[i].queue, pkts, nb)
     if w.owns_inject and r.inject != NULL:
         # The inject ring is single-consumer: one worker (owns_inject) drains it.
@@ -99,10 +103,21 @@ cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil:
 
 cdef int vr_worker_main(void *arg) noexcept nogil:
     cdef vr_worker *w = <vr_worker *>arg
+    cdef uint32_t idle = 0
     pd_store_release_int(&w.running, 1)
     while not pd_load_relaxed_int(&w.quit):
         w.now = pd_rdtsc()
-        vr_worker_poll(w)
+        if vr_worker_poll(w) != 0:
+            idle = 0
+        elif w.yield_after:
+            # Lcores sharing a cpu (two vRouters on one machine, the tests and
+            # the demo): give it up after a while of nothing, or each
+            # busy-polling loop halves the other's throughput.
+            idle += 1
+            if idle >= w.yield_after:
+                sched_yield()
+                w.idle_yields += 1
+                idle = 0
         # Quiescent point: nothing of the tables is held across it. Pairs
         # with the acquire load in Router.synchronize.
         pd_store_release_u64(&w.epoch, w.epoch + 1)

@@ -12,10 +12,11 @@ from pypdk.net.vxlan cimport pd_vxlan_hdr, vxlan_vni_valid, vxlan_get_vni
 from pypdk.net.cksum cimport ipv4_hdr_cksum_ok, ipv4_nat_rewrite
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
-from apps.vrouter.dp.tables cimport hash_lookup, hash_key
+from pypdk.net.mpls cimport pd_mpls_hdr, mpls_get_label, mpls_get_bos
+from pypdk.net.flow_hash cimport flow_hash_lookup, flow_hash_add, flow_hash_delete
 from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_ARP, drop, eth_write, tx_enqueue, vif_tx, trap, pkt_copy, mirror_tx
 from apps.vrouter.dp.route cimport ipv4_check, ipv6_check
-from apps.vrouter.dp.flow cimport key_fill, key_hash, flow_get, flow_account, dest_flow
+from apps.vrouter.dp.flow cimport key_fill, key_hash, pkt_hash, flow_get, flow_account, dest_flow, FLOW_POS_UNKNOWN
 from apps.vrouter.dp.bridge cimport bridge_forward
 
 cdef extern from "pd_compiler.h" nogil:
@@ -41,20 +42,22 @@ cdef inline void to_vhost(vr_worker *w, uint16_t in_id, pd_mbuf *m) noexcept nog
 cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off, uint32_t tun) noexcept nogil:
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
-    cdef uint32_t lse, label, nh_id, avail
+    cdef const pd_mpls_hdr *mh
+    cdef uint32_t label, nh_id, avail
     cdef const vr_nh *nh
     cdef vr_vif *out
     cdef uint8_t *l3
     cdef uint8_t family
     cdef int rc, l4off
-    cdef vr_flow_key k
+    cdef pd_flow_key k
+    cdef uint64_t hv
     cdef uint32_t hash
     cdef uint16_t mirror = VR_NO_VIF
     if pd_unlikely(m.data_len < off + 4 + 20):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
         return
-    lse = pd_ntohl(pd_load_u32(p + off))
-    label = lse >> 12
+    mh = <const pd_mpls_hdr *>(p + off)
+    label = mpls_get_label(mh)
     if pd_unlikely(label >= r.mpls_max):
         drop(w, m, fab.id, DROP_INVALID_LABEL)
         return
@@ -62,7 +65,7 @@ cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off,
     if pd_unlikely(nh_id == VR_NONE):
         drop(w, m, fab.id, DROP_INVALID_LABEL)
         return
-    if pd_unlikely(not (lse & 0x100)):
+    if pd_unlikely(not mpls_get_bos(mh)):
         drop(w, m, fab.id, DROP_INVALID_LABEL)         # a label stack: not ours
         return
     nh = vr_load_nh(&r.nhs[nh_id]) if nh_id < VR_MAX_NHS else NULL
@@ -104,9 +107,10 @@ cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off,
     if pd_unlikely(l4off < 0):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
         return
-    hash = key_hash(&k)
+    hv = key_hash(r, &k)
+    hash = pkt_hash(hv)
     if out.flags & VIF_F_POLICY:
-        if not dest_flow(w, fab.id, out, m, &k, hash, l3, l4off, avail, &mirror):
+        if not dest_flow(w, fab.id, out, m, &k, hv, FLOW_POS_UNKNOWN, l3, l4off, avail, &mirror):
             return
     # Outer headers off; the VM's L2 header in their place (trailing bytes
     # past the inner packet, Ethernet padding, go too).
@@ -129,9 +133,7 @@ cdef inline void vxlan_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
     cdef const pd_vxlan_hdr *vx
-    cdef uint32_t vni, key
-    cdef int32_t si
-    cdef uint16_t vrf
+    cdef uint32_t vni, vrf
     if pd_unlikely(m.data_len < off + 8 + ETH_LEN):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
         return
@@ -139,25 +141,24 @@ cdef inline void vxlan_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off
     if pd_unlikely(not vxlan_vni_valid(vx)):
         drop(w, m, fab.id, DROP_INVALID_VNI)
         return
-    key = vxlan_get_vni(vx)
-    si = hash_lookup(r.vxlan, &key, hash_key(&key, 4))
-    if pd_unlikely(si < 0):
+    vni = vxlan_get_vni(vx)
+    if pd_unlikely(flow_hash_lookup(r.vxlan, &vni, &vrf) < 0):
         drop(w, m, fab.id, DROP_INVALID_VNI)
         return
-    vrf = <uint16_t>r.vxlan_vrf[si]
     w.st.vrf[vrf][VRFS_VXLAN_DECAPS] += 1
     mbuf_adj(m, <uint16_t>(off + 8))
-    bridge_forward(w, NULL, fab.id, m, vrf)
+    bridge_forward(w, NULL, fab.id, m, <uint16_t>vrf)
 
 
 # A packet for a floating IP: DNAT to the VM, through the flow table.
-cdef void fip_rx(vr_worker *w, vr_vif *fab, pd_mbuf *m, int32_t si) noexcept nogil:
+cdef void fip_rx(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t vm_id) noexcept nogil:
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
     cdef pd_ipv4_hdr *ip = <pd_ipv4_hdr *>(p + ETH_LEN)
-    cdef vr_vif *vm = vr_load_vif(&r.vifs[r.fip_vif[si]])
-    cdef vr_flow_key k
+    cdef vr_vif *vm = vr_load_vif(&r.vifs[vm_id]) if vm_id < VR_MAX_VIFS else NULL
+    cdef pd_flow_key k
     cdef vr_flow *f
+    cdef uint64_t hv
     cdef uint32_t hash, avail = m.data_len - ETH_LEN
     cdef int l4off, rc
     rc = ipv4_check(ip, avail, m.pkt_len - ETH_LEN)
@@ -174,8 +175,9 @@ cdef void fip_rx(vr_worker *w, vr_vif *fab, pd_mbuf *m, int32_t si) noexcept nog
     if pd_unlikely(l4off < 0):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
         return
-    hash = key_hash(&k)
-    f = flow_get(w, &k, hash, vm, vm.ip4, vm.vrf)
+    hv = key_hash(r, &k)
+    hash = pkt_hash(hv)
+    f = flow_get(w, &k, hv, vm, vm.ip4, vm.vrf)
     if pd_unlikely(f == NULL):
         drop(w, m, fab.id, DROP_FLOW_TABLE_FULL)
         return
@@ -196,8 +198,7 @@ cdef inline void fabric_rx(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil
     cdef pd_ipv4_hdr *ip
     cdef pd_udp_hdr *u
     cdef const pd_gre_hdr *g
-    cdef uint32_t hl, avail, dst
-    cdef int32_t si
+    cdef uint32_t hl, avail, dst, vm_id
     cdef pd_mbuf *c
     if pd_unlikely(m.data_len < ETH_LEN):
         drop(w, m, vif.id, DROP_INVALID_PACKET)
@@ -243,11 +244,9 @@ cdef inline void fabric_rx(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil
                         return
                     mpls_decap(w, vif, m, ETH_LEN + hl + gre_hdr_len(g), TUN_MPLSOGRE)
                     return
-        elif r.fip.count:
-            si = hash_lookup(r.fip, &dst, hash_key(&dst, 4))
-            if si >= 0:
-                fip_rx(w, vif, m, si)
-                return
+        elif r.fip.count and flow_hash_lookup(r.fip, &dst, &vm_id) >= 0:
+            fip_rx(w, vif, m, vm_id)
+            return
     elif et == PD_BE16(PD_ETHER_TYPE_ARP):
         # The host answers ARP for the underlay address; the agent learns neighbours.
         if r.agent_vif != VR_NO_VIF:
@@ -263,3 +262,21 @@ cdef void fabric_input(vr_worker *w, vr_vif *vif, pd_mbuf **pkts, uint32_t n) no
         if i + 1 < n:
             pd_prefetch0(<char *>pkts[i + 1].buf_addr + pkts[i + 1].data_off)
         fabric_rx(w, vif, pkts[i])
+
+
+# ---- control (the control thread): the VNI and floating-IP tables ----------------------
+
+cdef int vxlan_set(vr_router *r, uint32_t vni, uint32_t vrf) noexcept nogil:
+    return 0 if flow_hash_add(r.vxlan, &vni, vrf) >= 0 else -1
+
+
+cdef int vxlan_clear(vr_router *r, uint32_t vni) noexcept nogil:
+    return 0 if flow_hash_delete(r.vxlan, &vni) >= 0 else -1
+
+
+cdef int fip_set(vr_router *r, uint32_t ip_be, uint32_t vif) noexcept nogil:
+    return 0 if flow_hash_add(r.fip, &ip_be, vif) >= 0 else -1
+
+
+cdef int fip_clear(vr_router *r, uint32_t ip_be) noexcept nogil:
+    return 0 if flow_hash_delete(r.fip, &ip_be) >= 0 else -1

@@ -1,8 +1,18 @@
-"""Flows (flow.pxd): the miss path (policy, NAT pair, both entries added under the flow lock)."""
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t
-from libc.string cimport memcpy, memset, memcmp
+"""Flows (flow.pxd): the miss path (policy, NAT pair, both entries added
+under the flow lock), the table's creation, aging and reclaim."""
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdlib cimport free
+from libc.string cimport memcpy, memset
+from libc.errno cimport ENOMEM
 from pypdk.net.byteorder cimport pd_ntohs
-from apps.vrouter.dp.tables cimport hash_add
+from pypdk.net.flow_hash cimport (flow_hash_create, flow_hash_free, flow_hash_add, flow_hash_delete,
+                                  flow_hash_reclaim, PD_FH_F_DEFER_FREE)
+
+cdef extern from "<stdlib.h>" nogil:
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
+
+cdef extern from "pd_atomic.h" nogil:
+    void pd_store_release_u32(uint32_t *p, uint32_t v)
 
 
 cdef inline bint pfx_match(const uint8_t *a, const uint8_t *p, uint32_t plen) noexcept nogil:
@@ -18,7 +28,7 @@ cdef inline bint pfx_match(const uint8_t *a, const uint8_t *p, uint32_t plen) no
 
 
 # First matching rule of the vif (default allow): its action, and the mirror vif.
-cdef uint16_t policy_eval(const vr_vif *vif, const vr_flow_key *k, uint16_t *mirror) noexcept nogil:
+cdef uint16_t policy_eval(const vr_vif *vif, const pd_flow_key *k, uint16_t *mirror) noexcept nogil:
     cdef uint32_t i
     cdef const vr_policy_rule *rl
     cdef uint16_t sp = pd_ntohs(k.sport), dp = pd_ntohs(k.dport)
@@ -37,17 +47,16 @@ cdef uint16_t policy_eval(const vr_vif *vif, const vr_flow_key *k, uint16_t *mir
     return FLOW_ALLOW
 
 
-cdef inline void key_reverse(const vr_flow_key *k, vr_flow_key *rk) noexcept nogil:
-    memcpy(rk, k, sizeof(vr_flow_key))
+cdef inline void key_reverse(const pd_flow_key *k, pd_flow_key *rk) noexcept nogil:
+    memcpy(rk, k, sizeof(pd_flow_key))
     memcpy(rk.src, k.dst, 16)
     memcpy(rk.dst, k.src, 16)
     rk.sport = k.dport
     rk.dport = k.sport
 
 
-cdef inline void flow_init(vr_flow *f, const vr_flow_key *k, uint16_t action, uint16_t flags,
+cdef inline void flow_init(vr_flow *f, const pd_flow_key *k, uint16_t action, uint16_t flags,
                            uint16_t mirror, uint32_t nat_ip, uint64_t now) noexcept nogil:
-    memcpy(&f.key, k, sizeof(vr_flow_key))
     f.action = action
     f.flags = flags
     f.mirror_vif = mirror
@@ -59,13 +68,14 @@ cdef inline void flow_init(vr_flow *f, const vr_flow_key *k, uint16_t action, ui
     f.rflow = VR_NONE
 
 
-cdef vr_flow *flow_create(vr_worker *w, const vr_flow_key *k, uint32_t sig, const vr_vif *pvif,
+cdef vr_flow *flow_create(vr_worker *w, const pd_flow_key *k, uint64_t hv, const vr_vif *pvif,
                           uint32_t nat_ip, uint16_t nat_vrf) noexcept nogil:
     cdef vr_router *r = w.r
     cdef int32_t fi, ri
-    cdef vr_flow_key rk
+    cdef pd_flow_key rk
     cdef uint16_t mirror = 0, action
     cdef vr_flow *f
+    cdef vr_flow *rf = NULL
     action = policy_eval(pvif, k, &mirror) if pvif != NULL else FLOW_ALLOW
     key_reverse(k, &rk)
     if nat_ip:
@@ -74,24 +84,79 @@ cdef vr_flow *flow_create(vr_worker *w, const vr_flow_key *k, uint32_t sig, cons
         memcpy(rk.src, &nat_ip, 4)
         rk.vrf = nat_vrf
     vr_lock(&r.flow_lock)
-    fi = hash_add(r.flow_h, k, sig)
+    # Raced in by another lcore (or filled in since this one looked)?
+    f = flow_at(r, flow_hash_lookup_with_hash(r.flow_h, k, hv, NULL))
+    if f != NULL:
+        vr_unlock(&r.flow_lock)
+        return f
+    fi = flow_hash_add(r.flow_h, k, 0)
     if fi < 0:
         vr_unlock(&r.flow_lock)
         return NULL
     f = &r.flows[fi]
-    if f.key.family == 0 or memcmp(&f.key, k, sizeof(vr_flow_key)) != 0:
-        # New (not raced in by another lcore).
-        flow_init(f, k, action, FLOW_F_DNAT if nat_ip else 0, mirror, nat_ip, w.now)
+    flow_init(f, k, FLOW_NAT if nat_ip else action, FLOW_F_DNAT if nat_ip else 0, mirror, nat_ip, w.now)
+    ri = flow_hash_add(r.flow_h, &rk, 0)
+    if ri >= 0:
+        rf = &r.flows[ri]
+        flow_init(rf, &rk, FLOW_NAT if nat_ip else action, FLOW_F_SNAT if nat_ip else 0, mirror, 0, w.now)
         if nat_ip:
-            f.action = FLOW_NAT
-        ri = hash_add(r.flow_h, &rk, key_hash(&rk))
-        if ri >= 0:
-            flow_init(&r.flows[ri], &rk, FLOW_NAT if nat_ip else action,
-                      FLOW_F_SNAT if nat_ip else 0, mirror, 0, w.now)
-            if nat_ip:
-                memcpy(&r.flows[ri].nat_ip, k.dst, 4)    # the public address
-            r.flows[ri].rflow = <uint32_t>fi
-            f.rflow = <uint32_t>ri
-        w.st.flows_created += 1
+            memcpy(&rf.nat_ip, k.dst, 4)      # the public address
+        rf.rflow = <uint32_t>fi
+        f.rflow = <uint32_t>ri
+        # Pairs with the acquire load of state in flow_at: the entry is filled in.
+        pd_store_release_u32(&rf.state, VR_FLOW_VALID)
+    pd_store_release_u32(&f.state, VR_FLOW_VALID)
+    w.st.flows_created += 1
     vr_unlock(&r.flow_lock)
     return f
+
+
+# ---- control -----------------------------------------------------------------------
+
+cdef int flow_table_create(vr_router *r, uint32_t capacity, uint64_t seed) noexcept nogil:
+    cdef void *mem = NULL
+    r.flow_h = flow_hash_create(capacity, sizeof(pd_flow_key), PD_FH_F_DEFER_FREE, seed, 0)
+    if r.flow_h == NULL:
+        return -ENOMEM
+    # One cache line per entry, line-aligned (an entry never straddles two).
+    if posix_memalign(&mem, 64, <size_t>capacity * sizeof(vr_flow)) != 0:
+        flow_hash_free(r.flow_h)
+        r.flow_h = NULL
+        return -ENOMEM
+    memset(mem, 0, <size_t>capacity * sizeof(vr_flow))
+    r.flows = <vr_flow *>mem
+    r.flow_max = capacity
+    return 0
+
+
+cdef void flow_table_free(vr_router *r) noexcept nogil:
+    flow_hash_free(r.flow_h)
+    free(r.flows)
+    r.flow_h = NULL
+    r.flows = NULL
+
+
+cdef uint32_t flow_age(vr_router *r, uint64_t now, bint all_) noexcept nogil:
+    cdef uint64_t idle
+    cdef uint32_t i, n = 0
+    cdef vr_flow *f
+    cdef pd_flow_key k
+    vr_lock(&r.flow_lock)
+    for i in range(r.flow_max):
+        f = &r.flows[i]
+        if f.state != VR_FLOW_VALID:
+            continue
+        idle = now - f.last_used if now > f.last_used else 0
+        if all_ or idle > r.flow_timeout or ((f.flags & FLOW_F_TCP_CLOSED) and idle > r.flow_closed_timeout):
+            memcpy(&k, _fh_rec(r.flow_h, i) + 8, sizeof(pd_flow_key))
+            pd_store_release_u32(&f.state, 0)
+            flow_hash_delete(r.flow_h, &k)
+            n += 1
+    vr_unlock(&r.flow_lock)
+    return n
+
+
+cdef void flow_reclaim(vr_router *r) noexcept nogil:
+    vr_lock(&r.flow_lock)
+    flow_hash_reclaim(r.flow_h)
+    vr_unlock(&r.flow_lock)

@@ -1,15 +1,31 @@
-# The VRFs' route tables: per VRF an IPv4 and an IPv6 longest-prefix-match
-# table whose results index `vr_router.rtdata` (what a route points at: a
-# nexthop id and the label pushed through an MPLS tunnel, one 64-bit word).
+# The VRFs' route tables: per VRF an IPv4 LPM (pypdk.net.lpm's DIR-24-8)
+# and an IPv6 LPM whose next hops index `vr_router.rtdata` (what a route
+# points at: a nexthop id and the label pushed through an MPLS tunnel, one
+# 64-bit word).
+#
+# Memory: a VRF's tables are made at its first route of the family and
+# freed with its last, so 1024 VRFs without routes cost nothing. An LPM's
+# 64 MiB tbl24 is mapped lazily (a VRF with a few routes touches a few
+# pages); its rule set and its tbl8 groups start small (RT_RULES0 rules,
+# RT4/6_TBL8_0 groups) and grow when an add finds them full: a bigger table
+# is built from the rules, published, and the old one freed after the next
+# synchronize (route.pyx). A million routes take 20 doublings of nothing
+# but a few rebuilds; a bulk add sizes the table once.
+#
+# Concurrency: the control thread is the only writer (lpm4_add/delete are
+# single-writer, many-reader safe); lookups are lock-free. A table is
+# published (release) before a reader can find it and retired, not freed,
+# when replaced or emptied; groups freed by deletes are reclaimed after a
+# synchronize (rt_reclaim).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from pypdk.net.byteorder cimport pd_ntohs, pd_load_u32, PD_BE32
+from pypdk.net.byteorder cimport pd_ntohs, pd_ntohl, pd_load_u32, PD_BE32
 from pypdk.net.ipv4 cimport pd_ipv4_hdr, ipv4_hdr_ok
 from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
 from pypdk.net.cksum cimport ipv4_hdr_cksum_ok
+from pypdk.net.lpm cimport pd_lpm4, pd_lpm6, lpm4_lookup, lpm6_lookup
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
-from apps.vrouter.dp.tables cimport rt_lookup
 
 cdef extern from "pd_compiler.h" nogil:
     bint pd_unlikely(bint)
@@ -17,23 +33,63 @@ cdef extern from "pd_compiler.h" nogil:
 cdef extern from "pd_atomic.h" nogil:
     uint64_t pd_load_acquire_u64(const uint64_t *p)
 
-# Route lookup in vrf for the destination of the IP packet at l3: 0 with the
-# nexthop id and label, -1 for no route.
-cdef inline int route_lookup(vr_router *r, uint16_t vrf, uint8_t family, const uint8_t *l3,
-                             uint32_t *nh, uint32_t *label) noexcept nogil:
-    cdef uint32_t v
-    cdef uint64_t d
-    cdef int rc
-    if family == 4:
-        rc = rt_lookup(vr_load_rt(&r.rt4[vrf]), l3 + 16, &v)
-    else:
-        rc = rt_lookup(vr_load_rt(&r.rt6[vrf]), l3 + 24, &v)
-    if rc != 0:
-        return -1
-    d = pd_load_acquire_u64(&r.rtdata[v])
+cdef enum:
+    RT_RULES0 = 1024            # rules of a new VRF table (doubles when full)
+    RT4_TBL8_0 = 64             # tbl8 groups of a new IPv4 table (x4 when out)
+    RT6_TBL8_0 = 256
+
+# What route data index v points at.
+cdef inline void rt_data(vr_router *r, uint32_t v, uint32_t *nh, uint32_t *label) noexcept nogil:
+    cdef uint64_t d = pd_load_acquire_u64(&r.rtdata[v])
     nh[0] = <uint32_t>d
     label[0] = <uint32_t>(d >> 32)
+
+# Route lookup in vrf for the IPv4 destination dst_be (network order): 0
+# with the nexthop id and label, -1 for no route.
+cdef inline int route_lookup4(vr_router *r, uint16_t vrf, uint32_t dst_be, uint32_t *nh,
+                              uint32_t *label) noexcept nogil:
+    cdef const pd_lpm4 *lpm = vr_load_lpm4(&r.rt4[vrf])
+    cdef uint32_t v
+    if lpm == NULL or lpm4_lookup(lpm, pd_ntohl(dst_be), &v) != 0:
+        return -1
+    rt_data(r, v, nh, label)
     return 0
+
+cdef inline int route_lookup6(vr_router *r, uint16_t vrf, const uint8_t *dst, uint32_t *nh,
+                              uint32_t *label) noexcept nogil:
+    cdef const pd_lpm6 *lpm = vr_load_lpm6(&r.rt6[vrf])
+    cdef uint32_t v
+    if lpm == NULL or lpm6_lookup(lpm, dst, &v) != 0:
+        return -1
+    rt_data(r, v, nh, label)
+    return 0
+
+# Route lookup in vrf for the destination of the IP packet at l3.
+cdef inline int route_lookup(vr_router *r, uint16_t vrf, uint8_t family, const uint8_t *l3,
+                             uint32_t *nh, uint32_t *label) noexcept nogil:
+    if family == 4:
+        return route_lookup4(r, vrf, (<const pd_ipv4_hdr *>l3).dst_addr, nh, label)
+    return route_lookup6(r, vrf, (<const pd_ipv6_hdr *>l3).dst_addr, nh, label)
+
+
+# ---- control (route.pyx; the control thread, one writer) -------------------------
+# Results: 0, or a negative errno (-EINVAL bad depth/value, -ENOMEM, -ENOENT
+# no such route). A table replaced by a bigger one, or emptied, is stored in
+# *retired (else NULL): the caller frees it with rt4_free/rt6_free after a
+# synchronize.
+
+cdef int rt4_add(vr_router *r, uint16_t vrf, uint32_t ip, uint8_t plen, uint32_t value,
+                 pd_lpm4 **retired) noexcept nogil
+cdef int rt4_del(vr_router *r, uint16_t vrf, uint32_t ip, uint8_t plen, pd_lpm4 **retired) noexcept nogil
+cdef int rt6_add(vr_router *r, uint16_t vrf, const uint8_t *ip, uint8_t plen, uint32_t value,
+                 pd_lpm6 **retired) noexcept nogil
+cdef int rt6_del(vr_router *r, uint16_t vrf, const uint8_t *ip, uint8_t plen, pd_lpm6 **retired) noexcept nogil
+# Make room for `extra` more IPv4 rules in vrf's table (a bulk add), one rebuild at most.
+cdef int rt4_reserve(vr_router *r, uint16_t vrf, uint32_t extra, pd_lpm4 **retired) noexcept nogil
+# After a synchronize: every table's groups freed by deletes become reusable.
+cdef void rt_reclaim(vr_router *r) noexcept nogil
+# Free every table (the router is going away).
+cdef void rt_free_all(vr_router *r) noexcept nogil
 
 
 # ---- L3 validation (before a packet is routed or delivered) ------------------------

@@ -37,6 +37,7 @@ cdef void slot_flush(vr_worker *w, vr_txslot *s) noexcept nogil:
         pktmbuf_free_bulk(&s.pkts[sent], n - sent)
     q[VIFQ_TX_PACKETS] += sent
     q[VIFQ_TX_BYTES] += bytes
+    w.tx += sent
 
 
 cdef void tx_flush(vr_worker *w) noexcept nogil:

@@ -12,7 +12,7 @@ from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from apps.vrouter.dp.vif cimport ETH_LEN, drop
 from apps.vrouter.dp.route cimport route_lookup, ipv4_check, ipv6_check
-from apps.vrouter.dp.flow cimport key_fill, key_hash, flow_get, flow_account, dest_flow
+from apps.vrouter.dp.flow cimport key_fill, key_hash, pkt_hash, flow_get, flow_account, dest_flow, FLOW_POS_UNKNOWN
 from apps.vrouter.dp.arp cimport arp_from_vm, nd_from_vm
 from apps.vrouter.dp.nexthop cimport nh_output_l3
 from apps.vrouter.dp.bridge cimport bridge_forward
@@ -28,8 +28,9 @@ cdef inline void l3_forward(vr_worker *w, vr_vif *vif, pd_mbuf *m, uint8_t famil
     cdef vr_router *r = w.r
     cdef uint8_t *l3 = <uint8_t *>m.buf_addr + m.data_off + ETH_LEN
     cdef uint32_t avail = m.data_len - ETH_LEN
-    cdef vr_flow_key k
+    cdef pd_flow_key k
     cdef vr_flow *f
+    cdef uint64_t hv
     cdef uint32_t hash, nh_id, label
     cdef uint16_t vrf = vif.vrf, mirror = VR_NO_VIF
     cdef int l4off
@@ -40,12 +41,13 @@ cdef inline void l3_forward(vr_worker *w, vr_vif *vif, pd_mbuf *m, uint8_t famil
     if pd_unlikely(l4off < 0):
         drop(w, m, vif.id, DROP_INVALID_PACKET)
         return
-    hash = key_hash(&k)
+    hv = key_hash(r, &k)
+    hash = pkt_hash(hv)
     if vif.flags & VIF_F_POLICY:
         if pd_unlikely(family == 4 and ipv4_is_fragment(ip)):
             drop(w, m, vif.id, DROP_FRAGMENTS)
             return
-        f = flow_get(w, &k, hash, vif, 0, 0)
+        f = flow_get(w, &k, hv, vif, 0, 0)
         if pd_unlikely(f == NULL):
             drop(w, m, vif.id, DROP_FLOW_TABLE_FULL)
             return
@@ -72,7 +74,7 @@ cdef inline void l3_forward(vr_worker *w, vr_vif *vif, pd_mbuf *m, uint8_t famil
     if nh.type == NH_ENCAP and not (vif.flags & VIF_F_POLICY):
         dv = vr_load_vif(&r.vifs[nh.vif])
         if dv != NULL and (dv.flags & VIF_F_POLICY):
-            if not dest_flow(w, vif.id, dv, m, &k, hash, l3, l4off, avail, &mirror):
+            if not dest_flow(w, vif.id, dv, m, &k, hv, FLOW_POS_UNKNOWN, l3, l4off, avail, &mirror):
                 return
     nh_output_l3(w, vif, m, nh, label, hash, family, vrf, True, mirror)
 

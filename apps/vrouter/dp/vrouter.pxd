@@ -16,6 +16,17 @@
 # and never touch a freed one. Small scalar tables (MPLS labels, route data)
 # are single 32/64-bit words stored with release semantics.
 #
+# Lookup tables are pypdk.net's: per VRF an LPM4 (DIR-24-8) and an LPM6,
+# made at the VRF's first route of the family; the bridge, VNI and
+# floating-IP tables and the flow table are pypdk.net.flow_hash tables. All
+# are single-writer, lock-free-reader structures: the control thread is the
+# one writer of the route, bridge, VNI and floating-IP tables (under the
+# agent's control lock); flow entries are added by the forwarding lcores
+# under `vr_router.flow_lock` and deleted (aged) by the control thread under
+# the same lock. What a delete frees (LPM groups, flow positions) is
+# reclaimed only after a synchronize() (router.pyx), never while a reader
+# may still be inside it.
+#
 # Counters: every forwarding context (`vr_worker`) owns one `vr_stats`
 # block and is its only writer; Python sums the blocks (router.pyx).
 #
@@ -42,7 +53,8 @@ from pypdk.mempool.mempool cimport pd_mempool
 from pypdk.pmd.ethdev cimport pd_eth_fp
 from pypdk.ring.ring cimport pd_ring
 from apps.vrouter.dp.drop cimport DROP_MAX
-from apps.vrouter.dp.tables cimport vr_rt_table, vr_hash
+from pypdk.net.lpm cimport pd_lpm4, pd_lpm6
+from pypdk.net.flow_hash cimport pd_flow_hash, pd_flow_key
 
 cdef enum:
     VR_MAX_VIFS = 256
@@ -187,26 +199,25 @@ ctypedef struct vr_rtdata:
     uint32_t nh
     uint32_t label              # VR_NONE: no label
 
-ctypedef struct vr_flow_key:    # 40 bytes, padding zeroed
-    uint8_t src[16]             # IPv4: first 4 bytes (network order), rest zero
-    uint8_t dst[16]
-    uint16_t sport              # network order
-    uint16_t dport
-    uint16_t vrf
-    uint8_t proto
-    uint8_t family
-
+# A flow entry: the state of one direction of a flow, at the position the
+# flow table (pypdk.net.flow_hash, keyed by pd_flow_key: vrf, family,
+# proto, addresses, ports) gave its key. One cache line.
 ctypedef struct vr_flow:
-    uint32_t rflow              # the reverse entry's index, VR_NONE if none
+    uint32_t state              # VR_FLOW_VALID once filled in (release), 0 when deleted
+    uint32_t rflow              # the reverse entry's position, VR_NONE if none
     uint16_t action
     uint16_t flags
     uint16_t mirror_vif
     uint16_t vrf
     uint32_t nat_ip             # network order
+    uint32_t _pad0
     uint64_t packets
     uint64_t bytes
     uint64_t last_used          # the owning lcore's loop clock (pd_rdtsc)
-    vr_flow_key key
+    uint64_t _pad1[2]
+
+cdef enum:
+    VR_FLOW_VALID = 1
 
 ctypedef struct vr_stats:
     uint64_t drop[DROP_MAX]
@@ -215,7 +226,6 @@ ctypedef struct vr_stats:
     uint64_t vrf[VR_MAX_VRFS][VRFS_MAX]
     uint64_t traps
     uint64_t flows_created
-    uint64_t flow_lock_spins
 
 ctypedef struct vr_poll:
     uint16_t vif
@@ -244,18 +254,15 @@ ctypedef struct vr_router:
     uint64_t flow_closed_timeout
     vr_vif *vifs[VR_MAX_VIFS]
     vr_nh *nhs[VR_MAX_NHS]
-    uint64_t rtdata[VR_MAX_RTDATA]      # nh | label << 32
-    vr_rt_table *rt4[VR_MAX_VRFS]
-    vr_rt_table *rt6[VR_MAX_VRFS]
+    uint64_t rtdata[VR_MAX_RTDATA]      # nh | label << 32 (bridge entries: nh | vni << 32)
+    pd_lpm4 *rt4[VR_MAX_VRFS]   # per VRF, made at its first route (route.pyx); -> rtdata index
+    pd_lpm6 *rt6[VR_MAX_VRFS]
     uint32_t *mpls              # label -> nh id (VR_NONE: invalid)
-    vr_hash *bridge             # (vrf, mac) -> slot
-    uint64_t *bridge_val        # per slot: nh | vni << 32
-    vr_hash *vxlan              # vni -> slot
-    uint32_t *vxlan_vrf         # per slot
-    vr_hash *fip                # public IPv4 -> slot
-    uint32_t *fip_vif           # per slot
-    vr_hash *flow_h             # vr_flow_key -> flow index
-    vr_flow *flows
+    pd_flow_hash *bridge        # (vrf, mac) -> rtdata index
+    pd_flow_hash *vxlan         # vni -> vrf
+    pd_flow_hash *fip           # public IPv4 -> vif
+    pd_flow_hash *flow_h        # pd_flow_key -> position in flows[]
+    vr_flow *flows              # one per position of flow_h
     pd_mempool *pool            # for copies (flood, mirror) and ICMP errors
     pd_ring *trap               # datapath -> agent
     pd_ring *inject             # agent -> datapath (m.port = output vif)
@@ -281,8 +288,12 @@ ctypedef struct vr_worker:
     uint32_t burst
     uint32_t nslots
     uint32_t owns_inject         # the one consumer of the inject ring
-    uint64_t polls
-    uint64_t empty_polls
+    uint32_t yield_after        # 0: spin; n: sched_yield after n rounds that brought nothing
+    uint64_t polls              # rx bursts tried (pypdk.stats' lcore counters)
+    uint64_t empty_polls        # ... that brought nothing
+    uint64_t rx                 # packets received
+    uint64_t tx                 # packets a port (or the trap ring) took
+    uint64_t idle_yields
     vr_txslot slots[VR_TX_SLOTS]
 
 
@@ -297,8 +308,10 @@ cdef extern from *:
     void vr_store_vif "vr_store_ptr"(vr_vif **pp, vr_vif *v) nogil
     vr_nh *vr_load_nh "vr_load_ptr"(vr_nh **pp) nogil
     void vr_store_nh "vr_store_ptr"(vr_nh **pp, vr_nh *v) nogil
-    vr_rt_table *vr_load_rt "vr_load_ptr"(vr_rt_table **pp) nogil
-    void vr_store_rt "vr_store_ptr"(vr_rt_table **pp, vr_rt_table *v) nogil
+    pd_lpm4 *vr_load_lpm4 "vr_load_ptr"(pd_lpm4 **pp) nogil
+    void vr_store_lpm4 "vr_store_ptr"(pd_lpm4 **pp, pd_lpm4 *v) nogil
+    pd_lpm6 *vr_load_lpm6 "vr_load_ptr"(pd_lpm6 **pp) nogil
+    void vr_store_lpm6 "vr_store_ptr"(pd_lpm6 **pp, pd_lpm6 *v) nogil
     vr_pollset *vr_load_ps "vr_load_ptr"(vr_pollset **pp) nogil
     void vr_store_ps "vr_store_ptr"(vr_pollset **pp, vr_pollset *v) nogil
 
