@@ -395,6 +395,19 @@ def _contender(name: str, r: K.Rig):
     raise ValueError(f"no forwarding contender {name!r}")
 
 
+def _timed(read) -> tuple[int, float]:
+    """(a counter, the middle of the time its read took): a counter read in
+    another namespace or over a pipe takes milliseconds, so each rate is
+    taken over its own counter's interval."""
+    t0 = time.monotonic()
+    v = read()
+    return v, (t0 + time.monotonic()) / 2
+
+
+def _rate(a: tuple[int, float], b: tuple[int, float]) -> float:
+    return round((b[0] - a[0]) / (b[1] - a[1]) / 1e6, 4)
+
+
 def _sample(contender) -> dict:
     return {"t": time.monotonic(), "cpu": K.cpu_times(),
             "thread": K.thread_cpu(contender.pid, contender.thread) if contender.thread else 0.0}
@@ -417,9 +430,9 @@ def measure_forward(name: str, source: str = "xdpgen", seconds: float = SECONDS)
         try:
             src = Source(r, source, c.dst_mac)
             time.sleep(WARMUP)
-            sink0, off0, s0 = K.link_counter(r.sink), r.offered(), _sample(c)
+            s0, sink0, off0 = _sample(c), _timed(lambda: K.link_counter(r.sink)), _timed(r.offered)
             time.sleep(seconds)
-            sink1, off1, s1 = K.link_counter(r.sink), r.offered(), _sample(c)
+            s1, sink1, off1 = _sample(c), _timed(lambda: K.link_counter(r.sink)), _timed(r.offered)
         finally:
             try:
                 if src is not None:
@@ -427,8 +440,8 @@ def measure_forward(name: str, source: str = "xdpgen", seconds: float = SECONDS)
             finally:
                 c.stop()
     dt = s1["t"] - s0["t"]
-    return {"case": name, "mpps": round((sink1 - sink0) / dt / 1e6, 4),
-            "offered_mpps": round((off1 - off0) / dt / 1e6, 4), "seconds": round(dt, 3),
+    return {"case": name, "mpps": _rate(sink0, sink1), "offered_mpps": _rate(off0, off1),
+            "seconds": round(dt, 3),
             "source": source, **_shares(s0, s1, c)}
 
 
@@ -442,9 +455,9 @@ def measure_rx(name: str, source: str = "xdpgen", seconds: float = SECONDS) -> d
         try:
             src = Source(r, source, c.dst_mac)
             time.sleep(WARMUP)
-            rx0, off0, s0 = c.rx_packets(), r.offered(), _sample(c)
+            s0, rx0, off0 = _sample(c), _timed(c.rx_packets), _timed(r.offered)
             time.sleep(seconds)
-            rx1, off1, s1 = c.rx_packets(), r.offered(), _sample(c)
+            s1, rx1, off1 = _sample(c), _timed(c.rx_packets), _timed(r.offered)
         finally:
             try:
                 if src is not None:
@@ -452,8 +465,8 @@ def measure_rx(name: str, source: str = "xdpgen", seconds: float = SECONDS) -> d
             finally:
                 c.stop()
     dt = s1["t"] - s0["t"]
-    return {"case": name, "mpps": round((rx1 - rx0) / dt / 1e6, 4),
-            "offered_mpps": round((off1 - off0) / dt / 1e6, 4), "seconds": round(dt, 3),
+    return {"case": name, "mpps": _rate(rx0, rx1), "offered_mpps": _rate(off0, off1),
+            "seconds": round(dt, 3),
             "source": source, **_shares(s0, s1, c)}
 
 
