@@ -37,6 +37,9 @@ def options():
                   metavar="SECONDS", help="idle flows are aged after this long (closed TCP: 1 s)")
     @click.option("--mbufs", type=click.IntRange(1024), default=POOL_MBUFS, show_default=True,
                   help="packet buffers in the pool")
+    @click.option("--yield-after", type=click.IntRange(0), default=0, show_default=True, metavar="N",
+                  help="sched_yield after N poll rounds that brought nothing (lcores sharing a cpu, "
+                       "e.g. two vRouters on one machine); 0 spins")
     @click.option("--name", default="0", show_default=True,
                   help="this vRouter's name (control socket /run/pypdk/vrouter-NAME.sock)")
     @click.option("--ctl-socket", default=None, metavar="PATH",
@@ -71,7 +74,7 @@ def setup(eal, ports, opts):
     try:
         hz = _tsc_hz()
         vr.dp.set_flow_timeouts(opts.flow_timeout, 1.0, hz)
-        wk = {lc: vr.dp.add_worker(lc, opts.burst) for lc in workers}
+        wk = {lc: vr.dp.add_worker(lc, opts.burst, opts.yield_after) for lc in workers}
         assignment = vr.dp.rebalance()
     except BaseException:
         vr.close()

@@ -410,11 +410,19 @@ class Cluster:
             cl.ctl(topo.nodes[0]).call("vif_list")
 
     Each process's output goes to <workdir>/<node>.log.
+
+    The nodes run on the same lcores of one machine (and the VMs' kernels on
+    its cpus too), so by default their forwarding loops yield the cpu after
+    `yield_after` empty poll rounds (`--yield-after`): two busy-polling
+    vRouters on one cpu would halve each other's throughput and add
+    scheduler-slice latency to every packet. 0 makes them spin.
     """
 
     def __init__(self, topo: Topology, *, lcores: str = "0-1", no_huge: bool = True,
-                 runner: tuple = (), app: tuple = (), timeout: float = 60):
+                 runner: tuple = (), app: tuple = (), timeout: float = 60, yield_after: int = 64):
         self.topo = topo
+        if yield_after and "--yield-after" not in app:
+            app = (*app, "--yield-after", str(yield_after))
         self.lcores, self.no_huge, self.runner, self.app = lcores, no_huge, tuple(runner), tuple(app)
         self.timeout = timeout
         self.procs: dict[str, subprocess.Popen] = {}
