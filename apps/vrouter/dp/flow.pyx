@@ -136,21 +136,40 @@ cdef void flow_table_free(vr_router *r) noexcept nogil:
     r.flows = NULL
 
 
-cdef uint32_t flow_age(vr_router *r, uint64_t now, bint all_) noexcept nogil:
-    cdef uint64_t idle
-    cdef uint32_t i, n = 0
-    cdef vr_flow *f
+cdef inline void flow_delete(vr_router *r, uint32_t i) noexcept nogil:
     cdef pd_flow_key k
+    memcpy(&k, _fh_rec(r.flow_h, i) + 8, sizeof(pd_flow_key))
+    pd_store_release_u32(&r.flows[i].state, 0)
+    flow_hash_delete(r.flow_h, &k)
+
+
+# A flow is its two entries: they age together, when both are idle (a
+# one-way stream keeps its pair; aging one side alone left the other's
+# rflow pointing at a position the table would hand to another flow).
+cdef uint32_t flow_age(vr_router *r, uint64_t now, bint all_) noexcept nogil:
+    cdef uint64_t idle, last
+    cdef uint32_t i, n = 0
+    cdef uint16_t flags
+    cdef vr_flow *f
+    cdef vr_flow *rf
     vr_lock(&r.flow_lock)
     for i in range(r.flow_max):
         f = &r.flows[i]
         if f.state != VR_FLOW_VALID:
             continue
-        idle = now - f.last_used if now > f.last_used else 0
-        if all_ or idle > r.flow_timeout or ((f.flags & FLOW_F_TCP_CLOSED) and idle > r.flow_closed_timeout):
-            memcpy(&k, _fh_rec(r.flow_h, i) + 8, sizeof(pd_flow_key))
-            pd_store_release_u32(&f.state, 0)
-            flow_hash_delete(r.flow_h, &k)
+        rf = NULL
+        if f.rflow != VR_NONE and r.flows[f.rflow].state == VR_FLOW_VALID and r.flows[f.rflow].rflow == i:
+            rf = &r.flows[f.rflow]
+        last, flags = f.last_used, f.flags
+        if rf != NULL:
+            last = rf.last_used if rf.last_used > last else last
+            flags |= rf.flags
+        idle = now - last if now > last else 0
+        if all_ or idle > r.flow_timeout or ((flags & FLOW_F_TCP_CLOSED) and idle > r.flow_closed_timeout):
+            if rf != NULL:
+                flow_delete(r, f.rflow)
+                n += 1
+            flow_delete(r, i)
             n += 1
     vr_unlock(&r.flow_lock)
     return n

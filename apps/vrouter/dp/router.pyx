@@ -580,13 +580,16 @@ cdef class Router:
     def flow_max(self):
         return self.r.flow_max
 
-    def flow_age(self, bint all_=False):
-        """Delete idle flows (closed TCP ones sooner); with all_, every flow.
-        Runs under the flow lock; then synchronizes, so the positions are
-        reusable when it returns. Returns how many entries went."""
+    def flow_age(self, bint all_=False, now=None):
+        """Delete idle flows (closed TCP ones sooner), both entries of a flow
+        together; with all_, every flow. now: the flow clock (rdtsc ticks;
+        default: read it), for tests that drive it. Runs under the flow lock;
+        then synchronizes, so the positions are reusable when it returns.
+        Returns how many entries went."""
         cdef uint32_t n
+        cdef uint64_t t = pd_rdtsc() if now is None else <uint64_t>now
         with nogil:
-            n = flow_age(self.r, pd_rdtsc(), all_)
+            n = flow_age(self.r, t, all_)
         if n:
             self.synchronize()
         return n
