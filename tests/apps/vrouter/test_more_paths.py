@@ -374,6 +374,30 @@ def test_idle_flows_are_aged_and_closed_tcp_flows_sooner(vr):
     assert vr.dp.totals()["flows_created"] == created + 1 and sorted(ports_of(vr)) == [4000]
 
 
+def test_a_flow_ages_as_a_pair_when_both_directions_are_idle(vr):
+    """The clock is driven: at `now` the VM's side of a UDP flow is idle past
+    the timeout but the remote's side is not; the flow stays whole (both
+    entries, still linked). Later both are idle and both entries go."""
+    from apps.vrouter.dp.router import rdtsc
+    fab, vm = flow_vrouter(vr)
+    hz = 1e9
+    vr.dp.set_flow_timeouts(10.0, 1.0, hz)
+    timeout = int(10.0 * hz)
+    feed(vr, vm, [Ether(src=VM3_MAC, dst=VR_MAC) / IP(src=VM3_IP, dst="10.1.2.7") / UDP(sport=1000, dport=5000)])
+    vr.poll_until_idle()
+    t_mid = rdtsc()                     # after the VM's packet, before the remote's
+    feed(vr, fab, [mpls_udp(17, IP(src="10.1.2.7", dst=VM3_IP) / UDP(sport=5000, dport=1000))] * 3)
+    vr.poll_until_idle()
+    assert len(drain(fab)) == 1 and len(drain(vm)) == 3
+    assert vr.dp.flow_age(now=t_mid + timeout + 1) == 0
+    flows = {f["src"]: f for f in vr.flow_list()}
+    assert set(flows) == {VM3_IP, "10.1.2.7"}
+    assert flows[VM3_IP]["rflow"] == flows["10.1.2.7"]["index"] and flows["10.1.2.7"]["rflow"] == flows[VM3_IP]["index"]
+    assert flows["10.1.2.7"]["packets"] == 3
+    assert vr.dp.flow_age(now=rdtsc() + timeout + 1) == 2
+    assert vr.flow_list() == []
+
+
 def test_full_flow_table_drops_new_flows_and_counts_flow_table_full(pool):
     """With room for a few flows, new flows past it are dropped as
     flow_table_full; packets of flows that exist still pass; after aging the
