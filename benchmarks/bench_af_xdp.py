@@ -66,6 +66,7 @@ Needs root, `dpdk-testpmd` (Debian's dpdk 22.11), ethtool, 2 cpus, kernel >= 5.1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -201,6 +202,16 @@ class Proc:
         return self.p.returncode
 
 
+@contextlib.contextmanager
+def _stop_on_error(proc: Proc):
+    """A process whose start-up failed is stopped (SIGTERM, then SIGKILL) before the error goes on."""
+    try:
+        yield
+    except BaseException:
+        proc.finish()
+        raise
+
+
 def pypdk_run(app: str, lcores: str, vdevs: list[str], app_args: list[str]) -> Proc:
     cmd = [sys.executable, "-m", "pypdk.cli", app, "--lcores", lcores, "--no-huge",
            "--stats-period", "1", "--duration", "600"]
@@ -238,7 +249,8 @@ class Source:
             self.proc = pypdk_run("apps/pktgen", SOURCE_LCORES, [vdev(kind, 0, r.src)],
                                   ["--size", str(SIZE), "--flows", str(FLOWS), "--dst-mac", dst_mac])
         start = r.offered()
-        self.proc.wait_for(lambda: r.offered() > start + 1000, f"the source ({kind}) sends")
+        with _stop_on_error(self.proc):
+            self.proc.wait_for(lambda: r.offered() > start + 1000, f"the source ({kind}) sends")
 
     def stop(self) -> None:
         rc = self.proc.finish()
@@ -260,7 +272,8 @@ class PypdkL2fwd:
         self.proc = pypdk_run("apps/l2fwd", FWD_LCORES,
                               [vdev(self.driver, 0, self.r.fin), vdev(self.driver, 1, self.r.fout)],
                               self.args)
-        self.proc.wait_for(lambda: self.proc.out, "l2fwd starts")     # first stats line: running
+        with _stop_on_error(self.proc):
+            self.proc.wait_for(lambda: self.proc.out, "l2fwd starts")     # first stats line: running
         self.pid = self.proc.p.pid
 
     def stop(self):
@@ -287,9 +300,14 @@ class DpdkTestpmd:
         cmd += ["--", f"--forward-mode={self.mode}", f"--rxd={NB_DESC}", f"--txd={NB_DESC}",
                 "--burst=32", "-i", "--auto-start"]
         self.proc = Proc(cmd, stdin=True)
-        self.proc.wait_for(lambda: "testpmd> " in self.proc.text(), "testpmd starts")
-        if self.driver == "af_xdp":
-            self.proc.wait_for(lambda: all(xdp_attached(i) for i in self.ifaces), "testpmd attaches XDP")
+        try:
+            self.proc.wait_for(lambda: "testpmd> " in self.proc.text(), "testpmd starts")
+            if self.driver == "af_xdp":
+                self.proc.wait_for(lambda: all(xdp_attached(i) for i in self.ifaces), "testpmd attaches XDP")
+        except BaseException:
+            self.proc.finish(sig=signal.SIGKILL)
+            shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
+            raise
         self.pid = self.proc.p.pid
 
     def rx_packets(self) -> int:
@@ -336,7 +354,8 @@ class PypdkRxDrop:
     def start(self):
         self.proc = Proc([sys.executable, "-m", "benchmarks.bench_af_xdp", "_rxdrop", self.driver,
                           self.iface], stdin=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-        self.proc.wait_for(lambda: "ready\n" in self.proc.out, "the pypdk receiver starts")
+        with _stop_on_error(self.proc):
+            self.proc.wait_for(lambda: "ready\n" in self.proc.out, "the pypdk receiver starts")
         self.pid = self.proc.p.pid
 
     def rx_packets(self) -> int:
