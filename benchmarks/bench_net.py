@@ -12,6 +12,7 @@ cases divide their mean time by the operations they did.
 Run: python -m pytest benchmarks/bench_net.py --benchmark-only --benchmark-group-by=group
      (PYPDK_BENCH_DPDK_NET=1 adds DPDK's lpm and hash perf autotests, about 10 minutes)
 """
+import gc
 import os
 import re
 
@@ -40,6 +41,11 @@ def _pypdk_case(benchmark, group, fn, *args):
 
 
 def _python_case(benchmark, group, fn, ops):
+    # The fixtures hold millions of Python objects (reference tables, dicts):
+    # freeze them so the cyclic GC's full passes over them do not land in
+    # whichever loop happens to trigger one.
+    gc.collect()
+    gc.freeze()
     benchmark.group = group
     benchmark.pedantic(fn, rounds=3, iterations=1)
     benchmark.extra_info["ns_per_op"] = round(benchmark.stats.stats.mean * 1e9 / ops, 3)
