@@ -51,6 +51,9 @@ def test_ping_between_namespaces_through_l2fwd_on_taps(tmp_path):
     p0, p1 = doc["ports"]["0"], doc["ports"]["1"]
     # 3 echo requests (and ARP) one way, 3 replies (and ARP) the other.
     assert p0["ipackets"] >= 3 and p1["ipackets"] >= 3
-    assert p0["ipackets"] == p1["opackets"] and p1["ipackets"] == p0["opackets"]
+    # What one port received left by the other, or is counted as dropped there
+    # (a tap write can fail with EAGAIN when the kernel side is busy).
+    for rx, tx in ((p0, p1), (p1, p0)):
+        assert tx["opackets"] <= rx["ipackets"] <= tx["opackets"] + tx["dropped"]
     for t in taps:   # the taps the driver created are gone with the run
         assert not nn.link_exists(t)
