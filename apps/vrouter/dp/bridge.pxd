@@ -12,7 +12,7 @@
 #                      the VRF and, from a VM, to the members of the VRF's
 #                      ff:ff:ff:ff:ff:ff entry (a vxlan tunnel or a composite)
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t
 from libc.string cimport memcpy, memset
 from pypdk.mempool.mbuf cimport pd_mbuf
 from pypdk.net.byteorder cimport pd_load_u16, PD_BE16
@@ -22,7 +22,8 @@ from apps.vrouter.dp.vrouter cimport *
 from pypdk.net.flow_hash cimport pd_flow_hash, flow_hash_lookup
 from pypdk.net.hash cimport hash_bytes
 from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, vif_tx, trap, mirror_tx
-from apps.vrouter.dp.flow cimport key_fill, key_hash, pkt_hash, dest_flow, FLOW_POS_UNKNOWN
+from apps.vrouter.dp.flow cimport (key_fill, key_hash, pkt_hash, dest_flow, flow_prefetch_bucket,
+                                   FLOW_POS_UNKNOWN, FLOW_POS_WANT)
 from apps.vrouter.dp.route cimport rt_data
 from apps.vrouter.dp.encap cimport encap_vxlan
 
@@ -53,53 +54,62 @@ cdef inline int bridge_lookup(vr_router *r, uint16_t vrf, const uint8_t *mac, ui
 cdef void flood(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m, uint16_t vrf,
                 uint32_t hash) noexcept nogil
 
-# Bridge the frame at the front of m in vrf. in_vif: the VM it came from, or
-# NULL when it came out of a VXLAN tunnel (in_id: the fabric vif).
-cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m,
-                                uint16_t vrf) noexcept nogil:
+# Bridge the frame at the front of m in vrf, up to the destination VM's
+# flow. in_vif: the VM it came from, or NULL when it came out of a VXLAN
+# tunnel (in_id: the fabric vif). Returns True when the frame waits for its
+# flow (an IP packet to a VM vif with policy: c filled in, c.pos =
+# FLOW_POS_WANT, its flow bucket prefetched; bridge_fin finishes it), False
+# when it was sent, flooded, trapped or dropped.
+cdef inline bint bridge_pre(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m, uint16_t vrf,
+                            vr_pkt *c) noexcept nogil:
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
     cdef uint32_t nh_id, vni
     cdef const vr_nh *nh
     cdef vr_vif *out
-    cdef pd_flow_key k
     cdef uint64_t hv
     cdef uint32_t hash
-    cdef uint16_t et = pd_load_u16(p + 12), mirror = VR_NO_VIF
+    cdef uint16_t et = pd_load_u16(p + 12)
     cdef int l4off = -1
     if et == PD_BE16(PD_ETHER_TYPE_IPV4) and m.data_len >= ETH_LEN + 20:
-        l4off = key_fill(&k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 4)
+        l4off = key_fill(&c.k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 4)
     elif et == PD_BE16(PD_ETHER_TYPE_IPV6) and m.data_len >= ETH_LEN + 40:
-        l4off = key_fill(&k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 6)
+        l4off = key_fill(&c.k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 6)
     if l4off >= 0:
-        hv = key_hash(r, &k)
+        hv = key_hash(r, &c.k)
     else:
         hv = hash_bytes(p, 12, 0)
     hash = pkt_hash(hv)
     if p[0] & 1:
         flood(w, in_vif, in_id, m, vrf, hash)
-        return
+        return False
     if bridge_lookup(r, vrf, p, &nh_id, &vni) != 0:
         if in_vif != NULL:
             flood(w, in_vif, in_id, m, vrf, hash)     # unknown unicast from a VM
         else:
             drop(w, m, in_id, DROP_L2_NO_ROUTE)
-        return
+        return False
     nh = vr_load_nh(&r.nhs[nh_id]) if nh_id < VR_MAX_NHS else NULL
     if pd_unlikely(nh == NULL):
         drop(w, m, in_id, DROP_INVALID_NH)
-        return
+        return False
     if nh.type == NH_ENCAP:
         out = vr_load_vif(&r.vifs[nh.vif])
         if pd_unlikely(out == NULL):
             drop(w, m, in_id, DROP_INVALID_IF)
-            return
+            return False
         if l4off >= 0 and (out.flags & VIF_F_POLICY):
-            if not dest_flow(w, in_id, out, m, &k, hv, FLOW_POS_UNKNOWN, p + ETH_LEN, l4off,
-                             m.data_len - ETH_LEN, &mirror):
-                return
+            c.m = m
+            c.out = out
+            c.hv = hv
+            c.l3 = p + ETH_LEN
+            c.avail = m.data_len - ETH_LEN
+            c.l4off = <int16_t>l4off
+            c.vrf = vrf
+            c.pos = FLOW_POS_WANT
+            flow_prefetch_bucket(r.flow_h, hv)
+            return True
         w.st.vrf[vrf][VRFS_L2_ENCAPS] += 1
-        mirror_tx(w, mirror, m, hash)
         vif_tx(w, out, m, hash)
     elif nh.type == NH_TUNNEL and nh.encap == TUN_VXLAN:
         if in_vif == NULL:
@@ -114,6 +124,25 @@ cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd
         drop(w, m, in_id, DROP_DISCARD)
     else:
         drop(w, m, in_id, DROP_INVALID_NH)
+    return False
+
+# The frame bridge_pre kept: the destination VM's flow and policy, then to it.
+cdef inline void bridge_fin(vr_worker *w, uint16_t in_id, vr_pkt *c) noexcept nogil:
+    cdef uint16_t mirror = VR_NO_VIF
+    cdef uint32_t hash = pkt_hash(c.hv)
+    if not dest_flow(w, in_id, c.out, c.m, &c.k, c.hv, c.pos, c.l3, c.l4off, c.avail, &mirror):
+        return
+    w.st.vrf[c.vrf][VRFS_L2_ENCAPS] += 1
+    mirror_tx(w, mirror, c.m, hash)
+    vif_tx(w, c.out, c.m, hash)
+
+# Bridge one frame, start to end (its flow looked up on the spot).
+cdef inline void bridge_forward(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbuf *m,
+                                uint16_t vrf) noexcept nogil:
+    cdef vr_pkt c
+    if bridge_pre(w, in_vif, in_id, m, vrf, &c):
+        c.pos = FLOW_POS_UNKNOWN
+        bridge_fin(w, in_id, &c)
 
 
 # ---- control (bridge.pyx; the control thread) --------------------------------------

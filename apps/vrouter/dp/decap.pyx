@@ -1,5 +1,5 @@
 """Input from the fabric (decap.pxd): tunnel decapsulation, floating IPs, the host's traffic."""
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t
 from pypdk.mempool.mbuf cimport pd_mbuf, mbuf_adj, pktmbuf_free
 from pypdk.net.byteorder cimport pd_ntohs, pd_ntohl, pd_load_u16, pd_load_u32, PD_BE16
 from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6, PD_ETHER_TYPE_ARP, PD_ETHER_TYPE_MPLS
@@ -16,8 +16,9 @@ from pypdk.net.mpls cimport pd_mpls_hdr, mpls_get_label, mpls_get_bos
 from pypdk.net.flow_hash cimport flow_hash_lookup, flow_hash_add, flow_hash_delete
 from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_ARP, drop, eth_write, tx_enqueue, vif_tx, trap, pkt_copy, mirror_tx
 from apps.vrouter.dp.route cimport ipv4_check, ipv6_check
-from apps.vrouter.dp.flow cimport key_fill, key_hash, pkt_hash, flow_get, flow_account, dest_flow, FLOW_POS_UNKNOWN
-from apps.vrouter.dp.bridge cimport bridge_forward
+from apps.vrouter.dp.flow cimport (key_fill, key_hash, pkt_hash, flow_get, flow_account, dest_flow,
+                                   flow_prefetch_bucket, flow_burst_lookup, FLOW_POS_UNKNOWN, FLOW_POS_WANT)
+from apps.vrouter.dp.bridge cimport bridge_pre, bridge_fin
 
 cdef extern from "pd_compiler.h" nogil:
     bint pd_likely(bint)
@@ -38,8 +39,16 @@ cdef inline void to_vhost(vr_worker *w, uint16_t in_id, pd_mbuf *m) noexcept nog
     tx_enqueue(w, v.id, 0, m)
 
 
-# MPLS (after UDP or GRE) at offset off: label -> nh -> the VM.
-cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off, uint32_t tun) noexcept nogil:
+cdef enum:
+    KIND_MPLS = 1               # vr_pkt.kind: mpls_decap_fin
+    KIND_BRIDGE = 2             # bridge_fin
+
+
+# MPLS (after UDP or GRE) at offset off: label -> nh -> the VM, up to the
+# VM's flow. True when the packet waits for its flow (c filled in, the flow
+# bucket prefetched); False when it was delivered or dropped.
+cdef inline bint mpls_decap_pre(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off, uint32_t tun,
+                                vr_pkt *c) noexcept nogil:
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
     cdef const pd_mpls_hdr *mh
@@ -49,29 +58,25 @@ cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off,
     cdef uint8_t *l3
     cdef uint8_t family
     cdef int rc, l4off
-    cdef pd_flow_key k
-    cdef uint64_t hv
-    cdef uint32_t hash
-    cdef uint16_t mirror = VR_NO_VIF
     if pd_unlikely(m.data_len < off + 4 + 20):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
-        return
+        return False
     mh = <const pd_mpls_hdr *>(p + off)
     label = mpls_get_label(mh)
     if pd_unlikely(label >= r.mpls_max):
         drop(w, m, fab.id, DROP_INVALID_LABEL)
-        return
+        return False
     nh_id = r.mpls[label]
     if pd_unlikely(nh_id == VR_NONE):
         drop(w, m, fab.id, DROP_INVALID_LABEL)
-        return
+        return False
     if pd_unlikely(not mpls_get_bos(mh)):
         drop(w, m, fab.id, DROP_INVALID_LABEL)         # a label stack: not ours
-        return
+        return False
     nh = vr_load_nh(&r.nhs[nh_id]) if nh_id < VR_MAX_NHS else NULL
     if pd_unlikely(nh == NULL):
         drop(w, m, fab.id, DROP_INVALID_NH)
-        return
+        return False
     l3 = p + off + 4
     avail = m.data_len - off - 4
     if (l3[0] >> 4) == 4:
@@ -84,70 +89,100 @@ cdef inline void mpls_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off,
         rc = DROP_INVALID_PACKET
     if pd_unlikely(rc != 0):
         drop(w, m, fab.id, rc)
-        return
+        return False
     if nh.type != NH_ENCAP:
         if nh.type == NH_DISCARD:
             drop(w, m, fab.id, DROP_DISCARD)
         else:
             drop(w, m, fab.id, DROP_INVALID_NH)
-        return
+        return False
     out = vr_load_vif(&r.vifs[nh.vif])
     if pd_unlikely(out == NULL):
         drop(w, m, fab.id, DROP_INVALID_IF)
-        return
+        return False
     if pd_unlikely((family == 4 and (<pd_ipv4_hdr *>l3).time_to_live == 0)
                    or (family == 6 and (<pd_ipv6_hdr *>l3).hop_limits == 0)):
         drop(w, m, fab.id, DROP_TTL_EXCEEDED)
-        return
+        return False
     if tun == TUN_MPLSOUDP:
         w.st.vrf[out.vrf][VRFS_UDP_MPLS_DECAPS] += 1
     else:
         w.st.vrf[out.vrf][VRFS_GRE_MPLS_DECAPS] += 1
-    l4off = key_fill(&k, l3, avail, out.vrf, family)
+    l4off = key_fill(&c.k, l3, avail, out.vrf, family)
     if pd_unlikely(l4off < 0):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
-        return
-    hv = key_hash(r, &k)
-    hash = pkt_hash(hv)
+        return False
+    c.hv = key_hash(r, &c.k)
+    c.m = m
+    c.out = out
+    c.nh = nh
+    c.l3 = l3
+    c.avail = avail
+    c.off = off
+    c.l4off = <int16_t>l4off
+    c.family = family
+    c.kind = KIND_MPLS
     if out.flags & VIF_F_POLICY:
-        if not dest_flow(w, fab.id, out, m, &k, hv, FLOW_POS_UNKNOWN, l3, l4off, avail, &mirror):
+        c.pos = FLOW_POS_WANT
+        flow_prefetch_bucket(r.flow_h, c.hv)
+        return True
+    c.pos = FLOW_POS_UNKNOWN
+    mpls_decap_fin(w, fab, c)
+    return False
+
+
+# The rest of the MPLS decap: the VM's flow (policy vifs), the outer headers
+# off, the VM's L2 header on, to the VM.
+cdef inline void mpls_decap_fin(vr_worker *w, vr_vif *fab, vr_pkt *c) noexcept nogil:
+    cdef vr_router *r = w.r
+    cdef pd_mbuf *m = c.m
+    cdef vr_vif *out = c.out
+    cdef uint32_t hash = pkt_hash(c.hv), len3
+    cdef uint16_t mirror = VR_NO_VIF
+    if out.flags & VIF_F_POLICY:
+        if not dest_flow(w, fab.id, out, m, &c.k, c.hv, c.pos, c.l3, c.l4off, c.avail, &mirror):
             return
     # Outer headers off; the VM's L2 header in their place (trailing bytes
     # past the inner packet, Ethernet padding, go too).
-    mbuf_adj(m, <uint16_t>(off + 4 - ETH_LEN))
-    if family == 4:
-        rc = pd_ntohs((<pd_ipv4_hdr *>l3).total_length)
+    mbuf_adj(m, <uint16_t>(c.off + 4 - ETH_LEN))
+    if c.family == 4:
+        len3 = pd_ntohs((<pd_ipv4_hdr *>c.l3).total_length)
     else:
-        rc = pd_ntohs((<pd_ipv6_hdr *>l3).payload_len) + PD_IPV6_HDR_LEN
-    if m.nb_segs == 1 and <uint32_t>rc + ETH_LEN < m.data_len:
-        m.data_len = <uint16_t>(rc + ETH_LEN)
+        len3 = pd_ntohs((<pd_ipv6_hdr *>c.l3).payload_len) + PD_IPV6_HDR_LEN
+    if m.nb_segs == 1 and len3 + ETH_LEN < m.data_len:
+        m.data_len = <uint16_t>(len3 + ETH_LEN)
         m.pkt_len = m.data_len
-    eth_write(<uint8_t *>m.buf_addr + m.data_off, nh.dmac, r.mac,
-              PD_BE16(PD_ETHER_TYPE_IPV4) if family == 4 else PD_BE16(PD_ETHER_TYPE_IPV6))
+    eth_write(<uint8_t *>m.buf_addr + m.data_off, c.nh.dmac, r.mac,
+              PD_BE16(PD_ETHER_TYPE_IPV4) if c.family == 4 else PD_BE16(PD_ETHER_TYPE_IPV6))
     w.st.vrf[out.vrf][VRFS_ENCAPS] += 1
     mirror_tx(w, mirror, m, hash)
     vif_tx(w, out, m, hash)
 
 
-cdef inline void vxlan_decap(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off) noexcept nogil:
+# VXLAN at offset off: VNI -> VRF -> bridged by the inner MAC; as
+# mpls_decap_pre, True when the frame waits for its flow (bridge_fin).
+cdef inline bint vxlan_decap_pre(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t off, vr_pkt *c) noexcept nogil:
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
     cdef const pd_vxlan_hdr *vx
     cdef uint32_t vni, vrf
     if pd_unlikely(m.data_len < off + 8 + ETH_LEN):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
-        return
+        return False
     vx = <const pd_vxlan_hdr *>(p + off)
     if pd_unlikely(not vxlan_vni_valid(vx)):
         drop(w, m, fab.id, DROP_INVALID_VNI)
-        return
+        return False
     vni = vxlan_get_vni(vx)
     if pd_unlikely(flow_hash_lookup(r.vxlan, &vni, &vrf) < 0):
         drop(w, m, fab.id, DROP_INVALID_VNI)
-        return
+        return False
     w.st.vrf[vrf][VRFS_VXLAN_DECAPS] += 1
     mbuf_adj(m, <uint16_t>(off + 8))
-    bridge_forward(w, NULL, fab.id, m, <uint16_t>vrf)
+    if bridge_pre(w, NULL, fab.id, m, <uint16_t>vrf, c):
+        c.kind = KIND_BRIDGE
+        return True
+    return False
 
 
 # A packet for a floating IP: DNAT to the VM, through the flow table.
@@ -191,7 +226,9 @@ cdef void fip_rx(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t vm_id) noexcept
     vif_tx(w, vm, m, hash)
 
 
-cdef inline void fabric_rx(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil:
+# A frame from the fabric, classified and, unless it waits for its flow
+# (True: c filled in), finished.
+cdef inline bint fabric_pre(vr_worker *w, vr_vif *vif, pd_mbuf *m, vr_pkt *c) noexcept nogil:
     cdef vr_router *r = w.r
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
     cdef uint16_t et
@@ -199,17 +236,17 @@ cdef inline void fabric_rx(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil
     cdef pd_udp_hdr *u
     cdef const pd_gre_hdr *g
     cdef uint32_t hl, avail, dst, vm_id
-    cdef pd_mbuf *c
+    cdef pd_mbuf *cp
     if pd_unlikely(m.data_len < ETH_LEN):
         drop(w, m, vif.id, DROP_INVALID_PACKET)
-        return
+        return False
     et = pd_load_u16(p + 12)
     if et == PD_BE16(PD_ETHER_TYPE_IPV4):
         ip = <pd_ipv4_hdr *>(p + ETH_LEN)
         avail = m.data_len - ETH_LEN
         if pd_unlikely(not ipv4_hdr_ok(ip, avail)):
             drop(w, m, vif.id, DROP_INVALID_PACKET)
-            return
+            return False
         dst = ip.dst_addr
         if dst == r.underlay_ip:
             hl = ipv4_hdr_len(ip)
@@ -218,50 +255,61 @@ cdef inline void fabric_rx(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil
                 if u.dst_port == PD_BE16(6635) or u.dst_port == PD_BE16(4789):
                     if pd_unlikely(pd_ntohs(ip.total_length) > avail):
                         drop(w, m, vif.id, DROP_INVALID_PACKET)
-                        return
+                        return False
                     if pd_unlikely(not ipv4_hdr_cksum_ok(ip)):
                         drop(w, m, vif.id, DROP_CHECKSUM_ERROR)
-                        return
+                        return False
                     if pd_unlikely(ipv4_is_fragment(ip)):
                         drop(w, m, vif.id, DROP_FRAGMENTS)
-                        return
+                        return False
                     if u.dst_port == PD_BE16(6635):
-                        mpls_decap(w, vif, m, ETH_LEN + hl + 8, TUN_MPLSOUDP)
-                    else:
-                        vxlan_decap(w, vif, m, ETH_LEN + hl + 8)
-                    return
+                        return mpls_decap_pre(w, vif, m, ETH_LEN + hl + 8, TUN_MPLSOUDP, c)
+                    return vxlan_decap_pre(w, vif, m, ETH_LEN + hl + 8, c)
             elif ip.next_proto_id == PD_IPPROTO_GRE and avail >= hl + 4:
                 g = <const pd_gre_hdr *>(<uint8_t *>ip + hl)
                 if g.proto == PD_BE16(PD_ETHER_TYPE_MPLS):
                     if pd_unlikely(pd_ntohs(ip.total_length) > avail or not gre_hdr_ok(g)):
                         drop(w, m, vif.id, DROP_INVALID_PACKET)
-                        return
+                        return False
                     if pd_unlikely(not ipv4_hdr_cksum_ok(ip)):
                         drop(w, m, vif.id, DROP_CHECKSUM_ERROR)
-                        return
+                        return False
                     if pd_unlikely(ipv4_is_fragment(ip)):
                         drop(w, m, vif.id, DROP_FRAGMENTS)
-                        return
-                    mpls_decap(w, vif, m, ETH_LEN + hl + gre_hdr_len(g), TUN_MPLSOGRE)
-                    return
+                        return False
+                    return mpls_decap_pre(w, vif, m, ETH_LEN + hl + gre_hdr_len(g), TUN_MPLSOGRE, c)
         elif r.fip.count and flow_hash_lookup(r.fip, &dst, &vm_id) >= 0:
             fip_rx(w, vif, m, vm_id)
-            return
+            return False
     elif et == PD_BE16(PD_ETHER_TYPE_ARP):
         # The host answers ARP for the underlay address; the agent learns neighbours.
         if r.agent_vif != VR_NO_VIF:
-            c = pkt_copy(w, m)
-            if c != NULL:
-                trap(w, c, vif.id, TRAP_ARP)
+            cp = pkt_copy(w, m)
+            if cp != NULL:
+                trap(w, cp, vif.id, TRAP_ARP)
     to_vhost(w, vif.id, m)
+    return False
 
 
 cdef void fabric_input(vr_worker *w, vr_vif *vif, pd_mbuf **pkts, uint32_t n) noexcept nogil:
-    cdef uint32_t i
+    # Stage 1: every frame parsed, checked and, unless it waits for its flow,
+    # finished; stage 2: the flows of those that wait, looked up together;
+    # stage 3: those finished, in their order.
+    cdef vr_pkt c[64]
+    cdef uint32_t i, nc = 0
     for i in range(n):
         if i + 1 < n:
             pd_prefetch0(<char *>pkts[i + 1].buf_addr + pkts[i + 1].data_off)
-        fabric_rx(w, vif, pkts[i])
+        if fabric_pre(w, vif, pkts[i], &c[nc]):
+            nc += 1
+    if nc == 0:
+        return
+    flow_burst_lookup(w.r, c, nc)
+    for i in range(nc):
+        if c[i].kind == KIND_MPLS:
+            mpls_decap_fin(w, vif, &c[i])
+        else:
+            bridge_fin(w, vif.id, &c[i])
 
 
 # ---- control (the control thread): the VNI and floating-IP tables ----------------------

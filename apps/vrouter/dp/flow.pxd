@@ -179,7 +179,8 @@ cdef inline void flow_account(vr_worker *w, vr_flow *f, pd_mbuf *m, const pd_flo
 # Flow and policy of a destination VM vif `dv` with policy on (decap,
 # bridged, VM->VM): False when the packet was dropped; a mirror vif in *mirror.
 cdef enum:
-    FLOW_POS_UNKNOWN = -2       # dest_flow: not looked up ahead
+    FLOW_POS_UNKNOWN = -2       # not looked up ahead: look up when needed
+    FLOW_POS_WANT = -3          # a burst path's first stage: look up with the burst
 cdef inline bint dest_flow(vr_worker *w, uint16_t in_id, vr_vif *dv, pd_mbuf *m, pd_flow_key *k,
                            uint64_t hv, int32_t pos, uint8_t *l3, int l4off, uint32_t avail,
                            uint16_t *mirror) noexcept nogil:
@@ -202,6 +203,21 @@ cdef inline bint dest_flow(vr_worker *w, uint16_t in_id, vr_vif *dv, pd_mbuf *m,
     if f.action == FLOW_MIRROR:
         mirror[0] = f.mirror_vif
     return True
+
+
+# The flows of the packets of a burst marked FLOW_POS_WANT (their buckets
+# prefetched when their keys were made): their records prefetched, then
+# their positions looked up and their entries prefetched, each stage over
+# the whole burst, so the misses of different packets overlap instead of
+# adding up.
+cdef inline void flow_burst_lookup(vr_router *r, vr_pkt *c, uint32_t n) noexcept nogil:
+    cdef uint32_t i
+    for i in range(n):
+        if c[i].pos == FLOW_POS_WANT:
+            flow_prefetch_record(r.flow_h, c[i].hv)
+    for i in range(n):
+        if c[i].pos == FLOW_POS_WANT:
+            c[i].pos = flow_lookup_prefetch(r, &c[i].k, c[i].hv)
 
 
 # ---- control (flow.pyx) ----------------------------------------------------------

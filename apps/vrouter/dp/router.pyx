@@ -18,6 +18,8 @@ from pypdk.pmd.ethdev cimport eth_port_fp, EthDev
 from pypdk.ring.ring cimport pd_ring, ring_create, ring_free, ring_mp_enqueue_burst, ring_sc_dequeue_burst
 from pypdk.eal.lcore cimport LcoreFunction, lcore_function_new
 from pypdk.net.byteorder cimport pd_ntohs, pd_htonl
+from pypdk.net.ipv4 cimport pd_ipv4_hdr
+from pypdk.net.cksum cimport ipv4_hdr_cksum
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from libc.errno cimport ENOMEM, ENOENT, ENOSPC, EINVAL
@@ -610,24 +612,30 @@ cdef class Router:
         return out
 
     def bench(self, int vif, bytes frame, uint64_t n_pkts, uint32_t flow_off=0, uint32_t nflows=1,
-              uint32_t burst=32, bint warmup=True):
+              uint32_t burst=32, bint warmup=True, uint32_t base=0, uint32_t ip_off=0):
         """Benchmark: process n_pkts copies of `frame` as if received on vif
         (the Python-thread poller's context). Each burst is allocated and
         filled like a NIC would; when nflows > 1 the 32-bit word at flow_off
-        (the ports) takes nflows values in turn (distinct flows). With warmup,
-        one untimed pass over the nflows values first creates the flows, so
-        the timed part measures the steady state. Returns (seconds, packets)."""
+        (the ports, or an address) takes nflows values base + i (distinct
+        flows). With warmup, one untimed pass over the values in order first
+        creates the flows; the timed part visits them in a scrambled order
+        when nflows is a power of two (no help from the prefetcher: table
+        entries made one after the other sit one after the other).
+        ip_off: the offset of an IPv4 header whose checksum the word changes
+        (it is recomputed), 0 for none. Returns (seconds, packets)."""
         cdef uint64_t done
         cdef uint32_t flen = len(frame)
         cdef const char *f = frame
         cdef vr_worker *w = self.poller.w
+        cdef bint scramble = nflows > 1 and (nflows & (nflows - 1)) == 0
         burst = min(max(burst, 1), 64)
         if warmup:
             with nogil:
-                _bench_run(w, vif, f, flen, nflows if nflows > 1 else burst, flow_off, nflows, burst)
+                _bench_run(w, vif, f, flen, nflows if nflows > 1 else burst, flow_off, nflows, base, False,
+                           ip_off, burst)
         start = _time.perf_counter()
         with nogil:
-            done = _bench_run(w, vif, f, flen, n_pkts, flow_off, nflows, burst)
+            done = _bench_run(w, vif, f, flen, n_pkts, flow_off, nflows, base, scramble, ip_off, burst)
         return _time.perf_counter() - start, done
 
     def inject(self, int vif, bytes frame):
@@ -652,7 +660,8 @@ cdef class Router:
 # n packets (rounded up to whole bursts) made from frame, as a NIC would
 # hand them over, through the datapath of vif; returns how many went.
 cdef uint64_t _bench_run(vr_worker *w, int vif, const char *frame, uint32_t flen, uint64_t n,
-                         uint32_t flow_off, uint32_t nflows, uint32_t burst) noexcept nogil:
+                         uint32_t flow_off, uint32_t nflows, uint32_t base, bint scramble,
+                         uint32_t ip_off, uint32_t burst) noexcept nogil:
     cdef pd_mbuf *pkts[64]
     cdef uint64_t done = 0
     cdef uint32_t i, k = 0, v32
@@ -664,8 +673,11 @@ cdef uint64_t _bench_run(vr_worker *w, int vif, const char *frame, uint32_t flen
             d = mbuf_append(pkts[i], <uint16_t>flen)
             memcpy(d, frame, flen)
             if nflows > 1:
-                v32 = pd_htonl(k)
+                # An odd multiplier permutes 0..nflows-1 when nflows is a power of two.
+                v32 = pd_htonl(base + (((k * <uint32_t>0x9E3779B1) & (nflows - 1)) if scramble else k))
                 memcpy(d + flow_off, &v32, 4)
+                if ip_off:
+                    (<pd_ipv4_hdr *>(d + ip_off)).hdr_checksum = ipv4_hdr_cksum(<pd_ipv4_hdr *>(d + ip_off))
                 k += 1
                 if k == nflows:
                     k = 0

@@ -47,7 +47,7 @@
 #   datapath  the burst loop of a forwarding lcore
 #   router    Router and Worker: the Python owners of all of the above
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t
 from pypdk.mempool.mbuf cimport pd_mbuf
 from pypdk.mempool.mempool cimport pd_mempool
 from pypdk.pmd.ethdev cimport pd_eth_fp
@@ -218,6 +218,29 @@ ctypedef struct vr_flow:
 
 cdef enum:
     VR_FLOW_VALID = 1
+
+# A packet between the stages of a burst path (decap.pyx, vm.pyx): the
+# first stage parses and checks every packet of the burst, finishes those
+# it can and, for those that need a flow (or a route), keeps what it found
+# here; the flow entries of all of them are then looked up together with
+# their cache misses overlapped (flow.pxd), and the last stage finishes
+# each in turn.
+ctypedef struct vr_pkt:
+    pd_flow_key k               # the flow key and its table hash
+    uint64_t hv
+    pd_mbuf *m
+    vr_vif *out                 # decap, bridge: the destination VM's vif
+    const vr_nh *nh             # decap: the label's nexthop
+    uint8_t *l3                 # the (inner) IP header
+    uint32_t avail              # bytes from l3 to the end of the first segment
+    uint32_t off                # decap: offset of the MPLS header
+    uint32_t rt                 # vm: the route's rtdata index (PD_LPM_MISS: none)
+    int32_t pos                 # flow position looked up ahead (flow.pxd FLOW_POS_*)
+    int16_t l4off
+    uint16_t vrf
+    uint8_t family
+    uint8_t kind                # which last stage (the path's own enum)
+    uint8_t tun                 # decap: TUN_MPLSOUDP / TUN_MPLSOGRE
 
 ctypedef struct vr_stats:
     uint64_t drop[DROP_MAX]
