@@ -2,12 +2,14 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy, memset
 from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_alloc, mbuf_append
-from pypdk.net.byteorder cimport pd_ntohs, pd_htons, PD_BE16, PD_BE32
+from pypdk.net.byteorder cimport pd_ntohs, pd_htons, pd_htonl, PD_BE16
 from pypdk.net.ether cimport pd_ether_hdr, PD_ETHER_TYPE_IPV4
 from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPPROTO_ICMP, PD_IPPROTO_ICMPV6
 from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
 from pypdk.net.arp cimport pd_arp_hdr
-from pypdk.net.icmp cimport pd_icmp_hdr, pd_nd_ns_hdr, pd_nd_na_hdr
+from pypdk.net.icmp cimport (pd_icmp_hdr, pd_nd_ns_hdr, pd_nd_na_hdr, pd_nd_opt_lladdr, PD_ICMP6_NEIGH_SOLICIT,
+                             PD_ICMP6_NEIGH_ADVERT, PD_ND_OPT_TARGET_LLADDR, PD_ND_NA_FLAG_ROUTER,
+                             PD_ND_NA_FLAG_SOLICITED, PD_ND_NA_FLAG_OVERRIDE)
 from pypdk.net.cksum cimport ipv4_hdr_cksum, icmp_cksum, ipv6_l4_cksum
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
@@ -98,12 +100,13 @@ cdef bint nd_from_vm(vr_worker *w, vr_vif *vif, pd_mbuf *m, int l4off) noexcept 
     cdef pd_ipv6_hdr *ip6 = <pd_ipv6_hdr *>(p + ETH_LEN)
     cdef pd_nd_ns_hdr *ns
     cdef pd_nd_na_hdr *na
+    cdef pd_nd_opt_lladdr *tll
     cdef uint8_t tgt[40]
     cdef uint32_t nh, label, i, unspec = 1
     if l4off != PD_IPV6_HDR_LEN or <uint32_t>m.data_len < ETH_LEN + PD_IPV6_HDR_LEN + 24:
         return False
     ns = <pd_nd_ns_hdr *>(p + ETH_LEN + PD_IPV6_HDR_LEN)
-    if ns.icmp6_type != 135 or ns.icmp6_code != 0 or ip6.hop_limits != 255:
+    if ns.icmp6_type != PD_ICMP6_NEIGH_SOLICIT or ns.icmp6_code != 0 or ip6.hop_limits != 255:
         return False
     memcpy(tgt + 24, ns.target, 16)
     if route_lookup(r, vif.vrf, 6, tgt, &nh, &label) != 0:
@@ -134,13 +137,16 @@ cdef bint nd_from_vm(vr_worker *w, vr_vif *vif, pd_mbuf *m, int l4off) noexcept 
     ip6.proto = PD_IPPROTO_ICMPV6
     ip6.hop_limits = 255
     na = <pd_nd_na_hdr *>ns
-    na.icmp6_type = 136
+    na.icmp6_type = PD_ICMP6_NEIGH_ADVERT
     na.icmp6_code = 0
-    na.nd_flags = PD_BE32(0xe0000000 if not unspec else 0xa0000000)   # R S O (no S for DAD)
+    # R, S and O (no S for DAD: RFC 4861 7.2.4)
+    na.nd_flags = pd_htonl(PD_ND_NA_FLAG_ROUTER | PD_ND_NA_FLAG_OVERRIDE if unspec
+                           else PD_ND_NA_FLAG_ROUTER | PD_ND_NA_FLAG_SOLICITED | PD_ND_NA_FLAG_OVERRIDE)
     # target stays; one option: target link-layer address.
-    (<uint8_t *>na)[24] = 2
-    (<uint8_t *>na)[25] = 1
-    memcpy((<uint8_t *>na) + 26, r.mac, 6)
+    tll = <pd_nd_opt_lladdr *>(<uint8_t *>na + sizeof(pd_nd_na_hdr))
+    tll.type = PD_ND_OPT_TARGET_LLADDR
+    tll.len = 1
+    memcpy(tll.addr.addr_bytes, r.mac, 6)
     m.data_len = ETH_LEN + PD_IPV6_HDR_LEN + 32
     m.pkt_len = m.data_len
     na.icmp6_cksum = ipv6_l4_cksum(ip6, na, 32, PD_IPPROTO_ICMPV6)

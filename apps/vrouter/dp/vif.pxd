@@ -11,7 +11,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_free
-from pypdk.net.byteorder cimport pd_store_u16
+from pypdk.net.ether cimport pd_ether_hdr
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 
@@ -33,10 +33,12 @@ cdef inline void drop(vr_worker *w, pd_mbuf *m, uint16_t in_vif, int reason) noe
         w.st.vif_drop[in_vif][reason] += 1
     pktmbuf_free(m)
 
+# Write an Ethernet header at p (type_be: network order).
 cdef inline void eth_write(uint8_t *p, const uint8_t *dst, const uint8_t *src, uint16_t type_be) noexcept nogil:
-    memcpy(p, dst, 6)
-    memcpy(p + 6, src, 6)
-    pd_store_u16(p + 12, type_be)
+    cdef pd_ether_hdr *eh = <pd_ether_hdr *>p
+    memcpy(eh.dst_addr.addr_bytes, dst, 6)
+    memcpy(eh.src_addr.addr_bytes, src, 6)
+    eh.ether_type = type_be
 
 # Send one buffer now (full, or the end of the burst) / every buffer (vif.pyx).
 cdef void slot_flush(vr_worker *w, vr_txslot *s) noexcept nogil
