@@ -13,6 +13,10 @@ from pypdk.net.lpm cimport (lpm4_create, lpm4_free, lpm4_add, lpm4_delete, lpm4_
                             lpm6_create, lpm6_free, lpm6_add, lpm6_delete, lpm6_reclaim)
 
 
+cdef enum:
+    PD_RT_GROW_MAX = 1 << 30
+
+
 # ---- IPv4 ---------------------------------------------------------------------------
 
 # A new table of `rules` rules and `groups` tbl8 groups holding old's rules
@@ -37,6 +41,7 @@ cdef int rt4_add(vr_router *r, uint16_t vrf, uint32_t ip, uint8_t plen, uint32_t
                  pd_lpm4 **retired) noexcept nogil:
     cdef pd_lpm4 *lpm = r.rt4[vrf]
     cdef pd_lpm4 *new
+    cdef uint64_t rules, groups
     cdef int rc
     retired[0] = NULL
     if lpm == NULL:
@@ -50,19 +55,28 @@ cdef int rt4_add(vr_router *r, uint16_t vrf, uint32_t ip, uint8_t plen, uint32_t
         vr_store_lpm4(&r.rt4[vrf], lpm)         # filled before readers can see it
         return 0
     rc = lpm4_add(lpm, ip, plen, value)
-    if rc != -ENOSPC and rc != -ENOBUFS:
-        return rc
-    new = _rt4_rebuild(lpm, lpm.max_rules * 2 if rc == -ENOSPC else lpm.max_rules,
-                       lpm.groups.number * 4 if rc == -ENOBUFS else lpm.groups.number)
-    if new == NULL:
-        return -ENOMEM
-    rc = lpm4_add(new, ip, plen, value)
-    if rc != 0:
+    rules = lpm.max_rules
+    groups = lpm.groups.number
+    # Out of rules or groups: a bigger table, until the route fits (a rebuild
+    # with more rules may still lack the group this route needs, or the
+    # other way round).
+    while rc == -ENOSPC or rc == -ENOBUFS:
+        if rc == -ENOSPC:
+            rules *= 2
+        else:
+            groups *= 4
+        if rules > PD_RT_GROW_MAX or groups > PD_RT_GROW_MAX:
+            return -ENOMEM                  # past what lpm4_create takes anyway
+        new = _rt4_rebuild(lpm, <uint32_t>rules, <uint32_t>groups)
+        if new == NULL:
+            return -ENOMEM
+        rc = lpm4_add(new, ip, plen, value)
+        if rc == 0:
+            vr_store_lpm4(&r.rt4[vrf], new)
+            retired[0] = lpm
+            return 0
         lpm4_free(new)
-        return rc
-    vr_store_lpm4(&r.rt4[vrf], new)
-    retired[0] = lpm
-    return 0
+    return rc
 
 
 cdef int rt4_reserve(vr_router *r, uint16_t vrf, uint32_t extra, pd_lpm4 **retired) noexcept nogil:
@@ -125,6 +139,7 @@ cdef int rt6_add(vr_router *r, uint16_t vrf, const uint8_t *ip, uint8_t plen, ui
                  pd_lpm6 **retired) noexcept nogil:
     cdef pd_lpm6 *lpm = r.rt6[vrf]
     cdef pd_lpm6 *new
+    cdef uint64_t rules, groups
     cdef int rc
     retired[0] = NULL
     if lpm == NULL:
@@ -138,19 +153,25 @@ cdef int rt6_add(vr_router *r, uint16_t vrf, const uint8_t *ip, uint8_t plen, ui
         vr_store_lpm6(&r.rt6[vrf], lpm)
         return 0
     rc = lpm6_add(lpm, ip, plen, value)
-    if rc != -ENOSPC and rc != -ENOBUFS:
-        return rc
-    new = _rt6_rebuild(lpm, lpm.max_rules * 2 if rc == -ENOSPC else lpm.max_rules,
-                       lpm.groups.number * 4 if rc == -ENOBUFS else lpm.groups.number)
-    if new == NULL:
-        return -ENOMEM
-    rc = lpm6_add(new, ip, plen, value)
-    if rc != 0:
+    rules = lpm.max_rules
+    groups = lpm.groups.number
+    while rc == -ENOSPC or rc == -ENOBUFS:
+        if rc == -ENOSPC:
+            rules *= 2
+        else:
+            groups *= 4
+        if rules > PD_RT_GROW_MAX or groups > PD_RT_GROW_MAX:
+            return -ENOMEM                  # past what lpm6_create takes anyway
+        new = _rt6_rebuild(lpm, <uint32_t>rules, <uint32_t>groups)
+        if new == NULL:
+            return -ENOMEM
+        rc = lpm6_add(new, ip, plen, value)
+        if rc == 0:
+            vr_store_lpm6(&r.rt6[vrf], new)
+            retired[0] = lpm
+            return 0
         lpm6_free(new)
-        return rc
-    vr_store_lpm6(&r.rt6[vrf], new)
-    retired[0] = lpm
-    return 0
+    return rc
 
 
 cdef int rt6_del(vr_router *r, uint16_t vrf, const uint8_t *ip, uint8_t plen, pd_lpm6 **retired) noexcept nogil:

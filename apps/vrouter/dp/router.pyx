@@ -26,7 +26,8 @@ from libc.errno cimport ENOMEM, ENOENT, ENOSPC, EINVAL
 from pypdk.net.lpm cimport pd_lpm4, pd_lpm6, lpm4_free, lpm6_free, lpm4_add
 from pypdk.net.flow_hash cimport (pd_flow_hash, pd_flow_key, flow_hash_create, flow_hash_free, flow_hash_add,
                                   flow_hash_delete, flow_hash_lookup, _fh_rec)
-from apps.vrouter.dp.route cimport rt4_add, rt4_del, rt6_add, rt6_del, rt4_reserve, rt_reclaim, rt_free_all
+from apps.vrouter.dp.route cimport (rt4_add, rt4_del, rt6_add, rt6_del, rt4_reserve, rt_reclaim, rt_free_all,
+                                    route_lookup4, route_lookup6)
 from apps.vrouter.dp.flow cimport flow_table_create, flow_table_free, flow_age, flow_reclaim
 from apps.vrouter.dp.bridge cimport BRIDGE_KEY_LEN, bridge_set, bridge_clear
 from apps.vrouter.dp.decap cimport vxlan_set, vxlan_clear, fip_set, fip_clear
@@ -463,6 +464,18 @@ cdef class Router:
             raise _ResourceError(f"bulk route add in vrf {vrf} failed at index {i} ({_errname(rc)})",
                                  "fewer routes, or more memory")
         return n
+
+    def rt_lookup(self, int vrf, int family, bytes addr):
+        """The datapath's longest-prefix match of addr (4 or 16 bytes) in vrf: (nh, label or None), or None."""
+        cdef uint32_t nh, label
+        cdef int rc
+        if family == 4:
+            rc = route_lookup4(self.r, vrf, (<const uint32_t *><const char *>addr)[0], &nh, &label)
+        else:
+            rc = route_lookup6(self.r, vrf, <const uint8_t *><const char *>addr, &nh, &label)
+        if rc != 0:
+            return None
+        return nh, None if label == VR_NONE else label
 
     def rt_tables(self, int vrf):
         """{'rt4': {...}, 'rt6': {...}} sizes of vrf's tables (None when it has none)."""
