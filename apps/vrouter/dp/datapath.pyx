@@ -50,7 +50,7 @@ cdef void agent_tx(vr_worker *w, pd_mbuf *m) noexcept nogil:
 cdef void vr_process_burst(vr_worker *w, uint16_t vif_id, uint16_t queue, pd_mbuf **pkts,
                            uint32_t n) noexcept nogil:
     cdef vr_vif *vif = vr_load_vif(&w.r.vifs[vif_id])
-    cdef uint32_t i
+    cdef uint32_t i, k
     cdef uint64_t bytes = 0
     cdef uint64_t *q = w.st.vifq[vif_id][queue]
     if pd_unlikely(vif == NULL):
@@ -61,10 +61,16 @@ cdef void vr_process_burst(vr_worker *w, uint16_t vif_id, uint16_t queue, pd_mbu
         bytes += pkts[i].pkt_len
     q[VIFQ_RX_PACKETS] += n
     q[VIFQ_RX_BYTES] += bytes
-    if vif.type == VIF_VIRTUAL:
-        vm_input(w, vif, pkts, n)
-    elif vif.type == VIF_FABRIC:
-        fabric_input(w, vif, pkts, n)
+    if vif.type == VIF_VIRTUAL or vif.type == VIF_FABRIC:
+        # The input paths keep per-packet state for at most VR_BURST_MAX packets.
+        i = 0
+        while i < n:
+            k = n - i if n - i < VR_BURST_MAX else VR_BURST_MAX
+            if vif.type == VIF_VIRTUAL:
+                vm_input(w, vif, pkts + i, k)
+            else:
+                fabric_input(w, vif, pkts + i, k)
+            i += k
     elif vif.type == VIF_VHOST:
         vhost_input(w, vif_id, pkts, n)
     else:

@@ -21,7 +21,7 @@ from libc.stdint cimport uint32_t
 from pypdk.mempool.mbuf cimport pd_mbuf
 from apps.vrouter.dp.vrouter cimport vr_router, vr_worker, vr_vif
 
-# A burst received on the fabric vif: every mbuf is consumed (queued for tx,
+# A burst (at most VR_BURST_MAX) received on the fabric vif: every mbuf is consumed (queued for tx,
 # trapped, or freed and counted).
 cdef void fabric_input(vr_worker *w, vr_vif *vif, pd_mbuf **pkts, uint32_t n) noexcept nogil
 

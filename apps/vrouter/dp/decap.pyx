@@ -295,7 +295,7 @@ cdef void fabric_input(vr_worker *w, vr_vif *vif, pd_mbuf **pkts, uint32_t n) no
     # Stage 1: every frame parsed, checked and, unless it waits for its flow,
     # finished; stage 2: the flows of those that wait, looked up together;
     # stage 3: those finished, in their order.
-    cdef vr_pkt c[64]
+    cdef vr_pkt c[VR_BURST_MAX]
     cdef uint32_t i, nc = 0
     for i in range(n):
         if i + 1 < n:

@@ -13,5 +13,5 @@ from libc.stdint cimport uint32_t
 from pypdk.mempool.mbuf cimport pd_mbuf
 from apps.vrouter.dp.vrouter cimport vr_worker, vr_vif
 
-# A burst received on a virtual vif: every mbuf is consumed.
+# A burst (at most VR_BURST_MAX) received on a virtual vif: every mbuf is consumed.
 cdef void vm_input(vr_worker *w, vr_vif *vif, pd_mbuf **pkts, uint32_t n) noexcept nogil

@@ -164,10 +164,10 @@ cdef void vm_input(vr_worker *w, vr_vif *vif, pd_mbuf **pkts, uint32_t n) noexce
     # prefetched). Stage 2: their flows looked up together, and the IPv4
     # destinations in one bulk LPM lookup (one VRF: the vif's). Stage 3:
     # each finished, in order.
-    cdef vr_pkt c[64]
-    cdef uint32_t ips[64]
-    cdef uint32_t rts[64]
-    cdef uint8_t at[64]
+    cdef vr_pkt c[VR_BURST_MAX]
+    cdef uint32_t ips[VR_BURST_MAX]
+    cdef uint32_t rts[VR_BURST_MAX]
+    cdef uint8_t at[VR_BURST_MAX]
     cdef uint32_t i, nc = 0, n4 = 0
     cdef const pd_lpm4 *lpm
     for i in range(n):

@@ -68,6 +68,7 @@ cdef enum:
     VR_MAX_POLL = 128           # (vif, queue) pairs one lcore polls
     VR_TX_SLOTS = 8             # distinct (vif, queue) outputs buffered per burst
     VR_BURST = 32
+    VR_BURST_MAX = 64           # packets an input path takes at once (vr_pkt arrays)
     VR_NONE = 0xffffffff
 
 # vif types (TF: VIF_TYPE_PHYSICAL, VIF_TYPE_HOST, VIF_TYPE_VIRTUAL, VIF_TYPE_AGENT)
