@@ -119,13 +119,13 @@ cdef inline vr_flow *flow_get(vr_worker *w, const pd_flow_key *k, uint64_t hv, c
     return flow_create(w, k, hv, pvif, nat_ip, nat_vrf)
 
 
-# ---- prefetch for the packets ahead in a burst ------------------------------------
-# A burst path computes each packet's key and hash first, then (a few packets
-# ahead of the one it processes) prefetches: stage 1 the key's first
-# bucket; stage 2 the record of the bucket's first signature match (a hint:
-# the lookup re-reads with acquire) and, through it, nothing else; the
-# lookup itself then finds lines already on their way, and flow_prefetch_entry
-# brings the entry before its packet is processed.
+# ---- lookups ahead, for a whole burst ----------------------------------------------
+# A burst path makes every packet's key and hash first and prefetches the
+# key's first bucket (flow_prefetch_bucket); then, over the whole burst, the
+# record of each bucket's first signature match (flow_prefetch_record: a
+# hint, the lookup re-reads with acquire); then the lookups, each
+# prefetching its flow entry (flow_lookup_prefetch); then it processes the
+# packets (flow_get_at). flow_burst_lookup below runs the middle two.
 
 cdef inline void flow_prefetch_bucket(const pd_flow_hash *h, uint64_t hv) noexcept nogil:
     pd_prefetch0(&h.buckets[_fh_b1(h, hv)])
