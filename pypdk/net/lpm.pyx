@@ -187,6 +187,23 @@ cdef uint32_t _cover4(const pd_lpm4 *lpm, uint32_t ip, uint8_t depth) noexcept n
     return 0
 
 
+cdef int _lpm_tables_init(uint32_t **tbl24, uint32_t **tbl8, pd_lpm_groups *g,
+                          uint32_t number_tbl8s) noexcept nogil:
+    """The lookup tables both families share: tbl24, the tbl8 groups and their free list."""
+    g.number = number_tbl8s           # what _lpm_tables_fini unmaps, even after a failure here
+    tbl24[0] = _table_map(PD_LPM_TBL24_ENTRIES)
+    tbl8[0] = _table_map(<size_t>number_tbl8s * PD_LPM_GROUP_ENTRIES if number_tbl8s else 1)
+    if tbl24[0] == NULL or tbl8[0] == NULL:
+        return -1
+    return _groups_init(g, number_tbl8s)
+
+
+cdef void _lpm_tables_fini(uint32_t *tbl24, uint32_t *tbl8, pd_lpm_groups *g) noexcept nogil:
+    _table_unmap(tbl24, PD_LPM_TBL24_ENTRIES)
+    _table_unmap(tbl8, <size_t>g.number * PD_LPM_GROUP_ENTRIES if g.number else 1)
+    _groups_fini(g)
+
+
 cdef pd_lpm4 *lpm4_create(uint32_t max_rules, uint32_t number_tbl8s) noexcept nogil:
     global errno
     cdef pd_lpm4 *lpm
@@ -200,10 +217,8 @@ cdef pd_lpm4 *lpm4_create(uint32_t max_rules, uint32_t number_tbl8s) noexcept no
     lpm.max_rules = max_rules
     lpm.rules_mask = _pow2_at_least(<uint64_t>max_rules * 2) - 1
     lpm.rules = <pd_lpm4_rule *>calloc(<size_t>lpm.rules_mask + 1, sizeof(pd_lpm4_rule))
-    lpm.tbl24 = _table_map(PD_LPM_TBL24_ENTRIES)
-    lpm.tbl8 = _table_map(<size_t>number_tbl8s * PD_LPM_GROUP_ENTRIES if number_tbl8s else 1)
-    if (lpm.rules == NULL or lpm.tbl24 == NULL or lpm.tbl8 == NULL
-            or _groups_init(&lpm.groups, number_tbl8s) != 0):
+    if (lpm.rules == NULL
+            or _lpm_tables_init(&lpm.tbl24, &lpm.tbl8, &lpm.groups, number_tbl8s) != 0):
         lpm4_free(lpm)
         errno = ENOMEM
         return NULL
@@ -213,9 +228,7 @@ cdef pd_lpm4 *lpm4_create(uint32_t max_rules, uint32_t number_tbl8s) noexcept no
 cdef void lpm4_free(pd_lpm4 *lpm) noexcept nogil:
     if lpm == NULL:
         return
-    _table_unmap(lpm.tbl24, PD_LPM_TBL24_ENTRIES)
-    _table_unmap(lpm.tbl8, <size_t>lpm.groups.number * PD_LPM_GROUP_ENTRIES if lpm.groups.number else 1)
-    _groups_fini(&lpm.groups)
+    _lpm_tables_fini(lpm.tbl24, lpm.tbl8, &lpm.groups)
     free(lpm.rules)
     free(lpm)
 
@@ -488,10 +501,8 @@ cdef pd_lpm6 *lpm6_create(uint32_t max_rules, uint32_t number_tbl8s) noexcept no
     lpm.max_rules = max_rules
     lpm.rules_mask = _pow2_at_least(<uint64_t>max_rules * 2) - 1
     lpm.rules = <pd_lpm6_rule *>calloc(<size_t>lpm.rules_mask + 1, sizeof(pd_lpm6_rule))
-    lpm.tbl24 = _table_map(PD_LPM_TBL24_ENTRIES)
-    lpm.tbl8 = _table_map(<size_t>number_tbl8s * PD_LPM_GROUP_ENTRIES if number_tbl8s else 1)
-    if (lpm.rules == NULL or lpm.tbl24 == NULL or lpm.tbl8 == NULL
-            or _groups_init(&lpm.groups, number_tbl8s) != 0):
+    if (lpm.rules == NULL
+            or _lpm_tables_init(&lpm.tbl24, &lpm.tbl8, &lpm.groups, number_tbl8s) != 0):
         lpm6_free(lpm)
         errno = ENOMEM
         return NULL
@@ -501,9 +512,7 @@ cdef pd_lpm6 *lpm6_create(uint32_t max_rules, uint32_t number_tbl8s) noexcept no
 cdef void lpm6_free(pd_lpm6 *lpm) noexcept nogil:
     if lpm == NULL:
         return
-    _table_unmap(lpm.tbl24, PD_LPM_TBL24_ENTRIES)
-    _table_unmap(lpm.tbl8, <size_t>lpm.groups.number * PD_LPM_GROUP_ENTRIES if lpm.groups.number else 1)
-    _groups_fini(&lpm.groups)
+    _lpm_tables_fini(lpm.tbl24, lpm.tbl8, &lpm.groups)
     free(lpm.rules)
     free(lpm)
 
