@@ -108,6 +108,9 @@ from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk,
                                  PktMbufPool)
 from pypdk.mempool.mempool cimport pd_mempool, pd_likely, pd_unlikely
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+from pypdk.net.cksum cimport ipv4_l4_cksum, ipv6_l4_cksum
+from pypdk.net.ipv4 cimport pd_ipv4_hdr
+from pypdk.net.ipv6 cimport pd_ipv6_hdr
 
 from pypdk.pmd.devargs import Key, parse_bool, parse_size
 from pypdk.errors import UsageError, ResourceError
@@ -339,21 +342,6 @@ ctypedef struct afp_txq:
 
 # ---- checksums (rx fix-up of CHECKSUM_PARTIAL frames) ---------------------------
 
-cdef inline uint32_t _sum16(const uint8_t *p, uint32_t n, uint32_t s) noexcept nogil:
-    # RFC 1071 ones' complement sum of big-endian 16-bit words, unfolded.
-    while n > 1:
-        s += (<uint32_t>p[0] << 8) | p[1]
-        p += 2
-        n -= 2
-    if n:
-        s += <uint32_t>p[0] << 8
-    return s
-
-cdef inline uint16_t _fold(uint32_t s) noexcept nogil:
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return <uint16_t>s
-
 cdef int csum_complete(uint8_t *f, uint32_t len) noexcept nogil:
     """Compute the TCP/UDP checksum of an Ethernet frame in place; 1 if done.
 
@@ -361,8 +349,9 @@ cdef int csum_complete(uint8_t *f, uint32_t len) noexcept nogil:
     partial sum, so it is recomputed from scratch (pseudo-header + segment).
     Anything that is not plain IPv4/IPv6 + TCP/UDP is left alone.
     """
-    cdef uint32_t off = AFP_ETH_HLEN, l4, l4len, ihl, tot, s, coff
+    cdef uint32_t off = AFP_ETH_HLEN, l4, l4len, ihl, tot, coff
     cdef uint16_t et = (<uint16_t>f[12] << 8) | f[13]
+    cdef bint v4
     cdef uint8_t proto
     cdef uint16_t c
     while et == 0x8100 or et == 0x88a8:
@@ -380,7 +369,7 @@ cdef int csum_complete(uint8_t *f, uint32_t len) noexcept nogil:
         proto = f[off + 9]
         l4 = off + ihl
         l4len = tot - ihl
-        s = _sum16(f + off + 12, 8, 0)
+        v4 = True
     elif et == 0x86dd:
         if off + 40 > len:
             return 0
@@ -389,7 +378,7 @@ cdef int csum_complete(uint8_t *f, uint32_t len) noexcept nogil:
         l4len = (<uint32_t>f[off + 4] << 8) | f[off + 5]
         if l4 + l4len > len:
             return 0
-        s = _sum16(f + off + 8, 32, 0)
+        v4 = False
     else:
         return 0
     if proto == 17:
@@ -402,14 +391,12 @@ cdef int csum_complete(uint8_t *f, uint32_t len) noexcept nogil:
             return 0
     else:
         return 0
-    s += proto + (l4len >> 16) + (l4len & 0xffff)
-    f[l4 + coff] = 0
-    f[l4 + coff + 1] = 0
-    c = ~_fold(_sum16(f + l4, l4len, s)) & 0xffff
-    if proto == 17 and c == 0:
-        c = 0xffff                      # UDP: 0 means "no checksum"
-    f[l4 + coff] = c >> 8
-    f[l4 + coff + 1] = c & 0xff
+    # pypdk.net.cksum ignores the field's partial sum and maps a UDP 0 to 0xffff.
+    if v4:
+        c = ipv4_l4_cksum(<const pd_ipv4_hdr *>(f + off), f + l4, l4len, proto)
+    else:
+        c = ipv6_l4_cksum(<const pd_ipv6_hdr *>(f + off), f + l4, l4len, proto)
+    memcpy(f + l4 + coff, &c, 2)        # as stored: network byte order already
     return 1
 
 
