@@ -609,6 +609,13 @@ def fip_add(vr, vif, public):
         if other.get("fip") == str(p) and other["id"] != vif:
             raise UsageError(f"{p} is already the floating IP of vif {other['id']}", "pick another address")
     prev = vr.vifs[vif]["fip"]
+    if prev == str(p):
+        return {"vif": vif, "public": str(p)}      # already so: nothing changes
+    if prev:
+        # One floating IP per vif: replacing it silently would leave the old
+        # public address translating (and its flows) in the datapath.
+        raise UsageError(f"vif {vif} already has floating IP {prev}; delete it first",
+                         f"fip_del({prev!r}), then fip_add({vif}, {str(p)!r})")
     vr.vifs[vif]["fip"] = str(p)
     _vif_publish(vr, vif)           # flows on before the first DNAT
     try:

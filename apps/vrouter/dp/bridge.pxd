@@ -71,6 +71,9 @@ cdef inline bint bridge_pre(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbu
     cdef uint32_t hash
     cdef uint16_t et = pd_load_u16(p + 12)
     cdef int l4off = -1
+    cdef uint16_t mirror = VR_NO_VIF
+    cdef bint is_ip = et == PD_BE16(PD_ETHER_TYPE_IPV4) or et == PD_BE16(PD_ETHER_TYPE_IPV6)
+    cdef bint src_policy = in_vif != NULL and (in_vif.flags & VIF_F_POLICY) != 0 and is_ip
     if et == PD_BE16(PD_ETHER_TYPE_IPV4) and m.data_len >= ETH_LEN + 20:
         l4off = key_fill(&c.k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 4)
     elif et == PD_BE16(PD_ETHER_TYPE_IPV6) and m.data_len >= ETH_LEN + 40:
@@ -83,6 +86,17 @@ cdef inline bint bridge_pre(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbu
     if p[0] & 1:
         flood(w, in_vif, in_id, m, vrf, hash)
         return False
+    # A unicast IP frame from a VM with policy: its flow and the source vif's
+    # policy, as on the L3 path (l3_fin: the source vif's policy when it has
+    # one, else the destination VM's; one flow entry per key either way).
+    if src_policy:
+        if pd_unlikely(l4off < 0):
+            drop(w, m, in_id, DROP_INVALID_PACKET)
+            return False
+        if not dest_flow(w, in_id, in_vif, m, &c.k, hv, FLOW_POS_UNKNOWN, p + ETH_LEN, l4off,
+                         m.data_len - ETH_LEN, &mirror):
+            return False
+        mirror_tx(w, mirror, m, hash)
     if bridge_lookup(r, vrf, p, &nh_id, &vni) != 0:
         if in_vif != NULL:
             flood(w, in_vif, in_id, m, vrf, hash)     # unknown unicast from a VM
@@ -98,7 +112,11 @@ cdef inline bint bridge_pre(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbu
         if pd_unlikely(out == NULL):
             drop(w, m, in_id, DROP_INVALID_IF)
             return False
-        if l4off >= 0 and (out.flags & VIF_F_POLICY):
+        if (out.flags & VIF_F_POLICY) and is_ip and not src_policy:
+            if pd_unlikely(l4off < 0):
+                # no key (truncated headers): never past the VM's policy unchecked
+                drop(w, m, in_id, DROP_INVALID_PACKET)
+                return False
             c.m = m
             c.out = out
             c.hv = hv

@@ -26,7 +26,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from libc.string cimport memcpy, memset
 from pypdk.mempool.mbuf cimport pd_mbuf
-from pypdk.net.byteorder cimport pd_load_u16
+from pypdk.net.byteorder cimport pd_load_u16, pd_ntohs
 from pypdk.net.ipv4 cimport (pd_ipv4_hdr, ipv4_hdr_len, ipv4_is_fragment, PD_IPPROTO_UDP, PD_IPPROTO_TCP,
                              PD_IPPROTO_ICMP)
 from pypdk.net.ipv6 cimport pd_ipv6_hdr, ipv6_skip_ext
@@ -56,26 +56,45 @@ cdef inline uint32_t pkt_hash(uint64_t hv) noexcept nogil:
     return <uint32_t>(hv >> 32)
 
 # Fill a flow key from an IPv4/IPv6 packet at l3 (avail bytes). Returns the
-# L4 offset from l3, -1 for a packet too short for its headers.
+# L4 offset from l3, -1 for a packet too short for its headers. The L3
+# header's own length (IPv4 total length, IPv6 payload length) bounds avail
+# too (Ethernet padding is not L4 data). A TCP/UDP packet (not a fragment)
+# returns >= 0 only when its whole TCP (20 bytes) or UDP (8 bytes) header lies
+# inside both: this is the one bounds check for everything that reads or
+# writes L4 ports and checksums afterwards (policy port match, NAT rewrite,
+# flow accounting), so every path drops a -1 as invalid_packet first.
 cdef inline int key_fill(pd_flow_key *k, const uint8_t *l3, uint32_t avail, uint16_t vrf,
                          uint8_t family) noexcept nogil:
     cdef const pd_ipv4_hdr *ip
     cdef const pd_ipv6_hdr *ip6
     cdef int off
     cdef uint8_t proto
+    cdef uint32_t tot
     memset(k, 0, sizeof(pd_flow_key))
     k.vrf = vrf
     k.family = family
     if family == 4:
         ip = <const pd_ipv4_hdr *>l3
+        if pd_unlikely(avail < 20):
+            return -1
+        tot = pd_ntohs(ip.total_length)
+        if tot < avail:
+            avail = tot
         memcpy(k.src, &ip.src_addr, 4)
         memcpy(k.dst, &ip.dst_addr, 4)
         k.proto = ip.next_proto_id
         off = <int>ipv4_hdr_len(ip)
+        if pd_unlikely(off < 20 or <uint32_t>off > avail):
+            return -1
         if ipv4_is_fragment(ip):
             return off              # no ports: the flow is per address pair
     else:
         ip6 = <const pd_ipv6_hdr *>l3
+        if pd_unlikely(avail < 40):
+            return -1
+        tot = <uint32_t>pd_ntohs(ip6.payload_len) + 40
+        if tot < avail:
+            avail = tot
         memcpy(k.src, ip6.src_addr, 16)
         memcpy(k.dst, ip6.dst_addr, 16)
         off = ipv6_skip_ext(ip6, avail, &proto)
@@ -83,7 +102,7 @@ cdef inline int key_fill(pd_flow_key *k, const uint8_t *l3, uint32_t avail, uint
             return -1
         k.proto = proto
     if k.proto == PD_IPPROTO_TCP or k.proto == PD_IPPROTO_UDP:
-        if <uint32_t>off + 4 > avail:
+        if pd_unlikely(<uint32_t>off + (20 if k.proto == PD_IPPROTO_TCP else 8) > avail):
             return -1
         k.sport = pd_load_u16(l3 + off)
         k.dport = pd_load_u16(l3 + off + 2)

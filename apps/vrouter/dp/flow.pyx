@@ -86,6 +86,8 @@ cdef vr_flow *flow_create(vr_worker *w, const pd_flow_key *k, uint64_t hv, const
     cdef uint16_t mirror = 0, action
     cdef vr_flow *f
     cdef vr_flow *rf = NULL
+    cdef vr_flow *old
+    cdef uint64_t pk, pb
     action = policy_eval(pvif, k, &mirror) if pvif != NULL else FLOW_ALLOW
     key_reverse(k, &rk)
     if nat_ip:
@@ -105,10 +107,24 @@ cdef vr_flow *flow_create(vr_worker *w, const pd_flow_key *k, uint64_t hv, const
         return NULL
     f = &r.flows[fi]
     flow_init(f, k, FLOW_NAT if nat_ip else action, FLOW_F_DNAT if nat_ip else 0, mirror, nat_ip, w.now)
+    # The reverse key may have an entry already (the forward of an earlier
+    # flow, e.g. the VM's own connection before a floating-IP client used the
+    # same ports, or a pair whose reverse did not fit): it becomes this
+    # flow's reverse, linked both ways, so actions, NAT and aging apply to the
+    # pair; its counters stay, and an old partner that pointed at it is
+    # unlinked (no one-way link is left behind).
+    old = flow_at(r, flow_hash_lookup_with_hash(r.flow_h, &rk, flow_hash_hash(r.flow_h, &rk), NULL))
     ri = flow_hash_add(r.flow_h, &rk, 0)
     if ri >= 0:
         rf = &r.flows[ri]
+        if old == rf:
+            pk, pb = rf.packets, rf.bytes
+            if rf.rflow != VR_NONE and rf.rflow != <uint32_t>fi and r.flows[rf.rflow].rflow == <uint32_t>ri:
+                r.flows[rf.rflow].rflow = VR_NONE
+        else:
+            pk, pb = 0, 0
         flow_init(rf, &rk, FLOW_NAT if nat_ip else action, FLOW_F_SNAT if nat_ip else 0, mirror, 0, w.now)
+        rf.packets, rf.bytes = pk, pb
         if nat_ip:
             memcpy(&rf.nat_ip, k.dst, 4)      # the public address
         rf.rflow = <uint32_t>fi
