@@ -1,7 +1,7 @@
 """Proxy ARP/ND and ICMP errors (arp.pxd)."""
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy, memset
-from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_alloc, mbuf_append
+from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_alloc, pktmbuf_free, mbuf_append
 from pypdk.net.byteorder cimport pd_ntohs, pd_htons, pd_htonl, PD_BE16
 from pypdk.net.ether cimport pd_ether_hdr, PD_ETHER_TYPE_IPV4
 from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPPROTO_ICMP, PD_IPPROTO_ICMPV6
@@ -40,6 +40,10 @@ cdef void icmp4_error(vr_worker *w, vr_vif *vif, pd_mbuf *m, const pd_ipv4_hdr *
     if quote > ICMP_QUOTE:
         quote = ICMP_QUOTE
     p = <uint8_t *>mbuf_append(e, <uint16_t>(ETH_LEN + 20 + 8 + quote))
+    if p == NULL:                       # a pool whose data room cannot hold the error
+        pktmbuf_free(e)
+        w.st.drop[DROP_NO_MBUF] += 1
+        return
     eth_write(p, (<const pd_ether_hdr *>(<char *>m.buf_addr + m.data_off)).src_addr.addr_bytes,
               r.mac, PD_BE16(PD_ETHER_TYPE_IPV4))
     oip = <pd_ipv4_hdr *>(p + ETH_LEN)

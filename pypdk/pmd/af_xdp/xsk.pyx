@@ -1055,8 +1055,8 @@ cdef class Port(EthDev):
     def ring_state(self, int q):
         """The shared indexes of queue q's rings (debugging; racy while polled):
         {'rx': (producer, consumer), 'fill': ..., 'tx': ..., 'cq': ...}."""
-        cdef xsk_rxq *rxq = self.rxqs[q] if q < self.fp.nb_rxq else NULL
-        cdef xsk_txq *txq = self.txqs[q] if q < self.fp.nb_txq else NULL
+        cdef xsk_rxq *rxq = self.rxqs[q] if 0 <= q < self.fp.nb_rxq else NULL
+        cdef xsk_txq *txq = self.txqs[q] if 0 <= q < self.fp.nb_txq else NULL
         d = {}
         if rxq != NULL and rxq.rx.map != NULL:
             d["rx"] = (rxq.rx.producer[0], rxq.rx.consumer[0])
