@@ -154,9 +154,10 @@ def _mpps(pps: float) -> str:
 
 def _rows(prev: Sample, cur: Sample, title: str) -> list[str]:
     r = rates(prev, cur)
-    lines = [title,
-             f"{'port':>4}  {'name':<14}{'rx Mpps':>9}{'tx Mpps':>9}{'drop/s':>11}"
-             f"{'rx pkts':>14}{'tx pkts':>14}{'dropped':>12}"]
+    lines = [title]
+    if cur.ports:        # an app that opens its own ports (the vRouter) has no --vdev ports
+        lines.append(f"{'port':>4}  {'name':<14}{'rx Mpps':>9}{'tx Mpps':>9}{'drop/s':>11}"
+                     f"{'rx pkts':>14}{'tx pkts':>14}{'dropped':>12}")
     tot = dict.fromkeys(("rx_pps", "tx_pps", "drop_pps"), 0.0)
     tot_n = dict.fromkeys(("rx", "tx", "drop"), 0)
     for pid in sorted(cur.ports):
