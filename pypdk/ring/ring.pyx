@@ -99,7 +99,7 @@ cdef class Ring:
     Dequeue returns ints.
     """
 
-    def __cinit__(self, str name, size, *, bint sp=False, bint sc=False,
+    def __cinit__(self, str name, size, bint sp=False, bint sc=False, *,
                   bint exact_size=False):
         cdef uint32_t flags = 0
         bname = name.encode()
