@@ -100,6 +100,18 @@ def test_two_nodes_ping_and_20mb_tcp(running, encap):
     assert_clean_stop(topo, cl)
 
 
+def test_two_nodes_over_an_af_xdp_fabric(running):
+    # The fabric vif on net_af_xdp (pypdk's own XDP program on each node's eth0):
+    # the same overlay traffic, and SIGTERM detaches the program (assert_clean_stop).
+    topo, cl = running("mplsoudp", fabric="af_xdp", cluster={"no_huge": True})
+    ping_ok(topo, "vm11", "10.1.1.21")
+    res = tcp_transfer(topo.vm("vm11").ns, topo.vm("vm21").ns, "10.1.1.21", nbytes=MB20)
+    assert res["ok"], res
+    fabric = cl.call(topo.nodes[0], "vif_get", id=0)["stats"]
+    assert fabric["rx_packets"] > 0 and fabric["tx_packets"] > MB20 // 9000
+    assert_clean_stop(topo, cl)
+
+
 # ---- 2. a kernel VXLAN peer ----------------------------------------------------------------
 
 def test_kernel_vxlan_peer(running):
