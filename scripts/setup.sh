@@ -37,4 +37,7 @@ fi
     || { echo "setup: the build failed" >&2; exit 1; }
 
 # Tests and the demo take pools from 2 MiB hugepages: make sure 512 (1 GiB) exist.
-"$PY" -m pypdk.eal.hugepages --reserve 1G --at-least
+# A kernel that gives fewer (fragmented memory) is worth a warning, not a stop:
+# the tests need far less, and the EAL says clearly if a run is short.
+"$PY" -m pypdk.eal.hugepages --reserve 1G --at-least \
+    || echo "setup: warning: could not reserve all of 1 GiB of hugepages (see above)" >&2
