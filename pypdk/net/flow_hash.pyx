@@ -19,6 +19,7 @@ from libc.string cimport memcpy, memset, memcmp
 from libc.errno cimport errno, EINVAL, ENOMEM, ENOSPC, ENOENT
 
 from pypdk.net.byteorder cimport pd_htons, pd_htonl
+from pypdk.eal.tablemem cimport table_mem_map, table_mem_unmap
 
 from pypdk.errors import UsageError, ResourceError
 
@@ -28,28 +29,7 @@ cdef extern from "pd_atomic.h":
     void pd_store_release_u64(uint64_t *p, uint64_t v) nogil
     void pd_fence_release() nogil
 
-cdef extern from "<sys/mman.h>" nogil:
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
-    int munmap(void *addr, size_t length)
-    int madvise(void *addr, size_t length, int advice)
-    void *MAP_FAILED
-    enum:
-        PROT_READ
-        PROT_WRITE
-        MAP_PRIVATE
-        MAP_ANONYMOUS
-        MAP_NORESERVE
-        MADV_HUGEPAGE
-
 KEY_LEN = sizeof(pd_flow_key)
-
-
-cdef void *_map(size_t n) noexcept nogil:
-    cdef void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-    if p == MAP_FAILED:
-        return NULL
-    madvise(p, n, MADV_HUGEPAGE)
-    return p
 
 
 cdef inline size_t _records_bytes(const pd_flow_hash *h) noexcept nogil:
@@ -87,8 +67,8 @@ cdef pd_flow_hash *flow_hash_create(uint32_t capacity, uint32_t key_len, uint32_
     h.seed = seed
     h.rec_shift = shift
     h.bucket_mask = <uint32_t>(nb - 1)
-    h.mem_records = _map(_records_bytes(h))
-    h.mem_buckets = _map(_buckets_bytes(h))
+    h.mem_records = table_mem_map(_records_bytes(h))
+    h.mem_buckets = table_mem_map(_buckets_bytes(h))
     h.free_pos = <uint32_t *>malloc(<size_t>capacity * sizeof(uint32_t))
     h.pending_pos = <uint32_t *>malloc(<size_t>capacity * sizeof(uint32_t))
     if h.mem_records == NULL or h.mem_buckets == NULL or h.free_pos == NULL or h.pending_pos == NULL:
@@ -106,10 +86,8 @@ cdef pd_flow_hash *flow_hash_create(uint32_t capacity, uint32_t key_len, uint32_
 cdef void flow_hash_free(pd_flow_hash *h) noexcept nogil:
     if h == NULL:
         return
-    if h.mem_records != NULL:
-        munmap(h.mem_records, _records_bytes(h))
-    if h.mem_buckets != NULL:
-        munmap(h.mem_buckets, _buckets_bytes(h))
+    table_mem_unmap(h.mem_records, _records_bytes(h))
+    table_mem_unmap(h.mem_buckets, _buckets_bytes(h))
     free(h.free_pos)
     free(h.pending_pos)
     free(h)
@@ -312,9 +290,16 @@ cdef class FlowHash:
         return self.h
 
     def close(self):
-        """Free the table now (stop every reader first)."""
+        """Free the table now (stop every reader first); closing twice is a no-op."""
         flow_hash_free(self.h)
         self.h = NULL
+
+    def __enter__(self):
+        self._p()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     cdef const uint8_t *_key(self, const uint8_t[::1] key) except NULL:
         if key.shape[0] != self._p().key_len:

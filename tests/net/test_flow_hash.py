@@ -247,3 +247,13 @@ def test_structured_keys_spread_over_the_buckets():
     for i in range(3600):
         t8.add(i.to_bytes(8, "little"))
     assert t8.stats["full_buckets"] == 0
+
+
+def test_close_and_the_context_manager_free_the_table():
+    with FlowHash(16) as h:
+        k = make_key_v4(0, "10.0.0.1", "10.0.0.2", 6, 1, 2)
+        h.add(k)
+        assert h.lookup(k) is not None
+    with pytest.raises(UsageError, match="closed"):
+        h.lookup(k)
+    h.close()                      # a second close is a no-op

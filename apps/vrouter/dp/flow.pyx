@@ -7,19 +7,7 @@ from libc.errno cimport ENOMEM
 from pypdk.net.byteorder cimport pd_ntohs
 from pypdk.net.flow_hash cimport (flow_hash_create, flow_hash_free, flow_hash_add, flow_hash_delete,
                                   flow_hash_reclaim, PD_FH_F_DEFER_FREE)
-
-cdef extern from "<sys/mman.h>" nogil:
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
-    int munmap(void *addr, size_t length)
-    int madvise(void *addr, size_t length, int advice)
-    void *MAP_FAILED
-    enum:
-        PROT_READ
-        PROT_WRITE
-        MAP_PRIVATE
-        MAP_ANONYMOUS
-        MAP_NORESERVE
-        MADV_HUGEPAGE
+from pypdk.eal.tablemem cimport table_mem_map, table_mem_unmap
 
 cdef extern from "pd_atomic.h" nogil:
     void pd_store_release_u32(uint32_t *p, uint32_t v)
@@ -148,12 +136,11 @@ cdef int flow_table_create(vr_router *r, uint32_t capacity, uint64_t seed) noexc
     # Page-aligned (an entry is one cache line, never two), zeroed and backed
     # lazily; huge pages where possible: a lookup in a million flows should
     # not also miss the TLB.
-    mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-    if mem == MAP_FAILED:
+    mem = table_mem_map(size)
+    if mem == NULL:
         flow_hash_free(r.flow_h)
         r.flow_h = NULL
         return -ENOMEM
-    madvise(mem, size, MADV_HUGEPAGE)
     r.flows = <vr_flow *>mem
     r.flow_max = capacity
     return 0
@@ -161,8 +148,7 @@ cdef int flow_table_create(vr_router *r, uint32_t capacity, uint64_t seed) noexc
 
 cdef void flow_table_free(vr_router *r) noexcept nogil:
     flow_hash_free(r.flow_h)
-    if r.flows != NULL:
-        munmap(r.flows, <size_t>r.flow_max * sizeof(vr_flow))
+    table_mem_unmap(r.flows, <size_t>r.flow_max * sizeof(vr_flow))
     r.flow_h = NULL
     r.flows = NULL
 
