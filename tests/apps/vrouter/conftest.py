@@ -1,10 +1,10 @@
-"""Fixtures for the vRouter tests (helpers: vrharness.py)."""
+"""Fixtures of the vRouter tests (their helpers: harness.py)."""
 import pytest
 
 from pypdk.mempool import PktMbufPool
 from pypdk.testing import netns as nsh
 
-from vrharness import Node
+from tests.apps.vrouter.harness import VR_MAC, UNDERLAY, Node
 
 
 @pytest.fixture
@@ -22,8 +22,20 @@ def pool(eal_no_huge):
 
 @pytest.fixture
 def node(tmp_path, pool):
+    """A VRouter on pcap-backed vifs (harness.Node)."""
     n = Node(tmp_path, pool)
     try:
         yield n
     finally:
         n.vr.close()
+
+
+@pytest.fixture
+def vr(pool):
+    """A VRouter without pcap vifs (the test adds net_ring vifs and drives phases)."""
+    from apps.vrouter.vrouter import VRouter
+    v = VRouter(pool, VR_MAC, UNDERLAY)
+    try:
+        yield v
+    finally:
+        v.close()

@@ -1,13 +1,14 @@
 """Malformed input is counted under its drop reason (no crash, no leak); flows,
 policy and floating IPs; the config loader's errors."""
 import pytest
-from scapy.all import Ether, IP, UDP, TCP, ICMP, Raw, Dot1Q, GRE
+from scapy.all import Ether, IP, UDP, TCP, Raw, Dot1Q, GRE
 from scapy.layers.vxlan import VXLAN
 from scapy.contrib.mpls import MPLS
 
 from pypdk.errors import UsageError
-from vrharness import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC
-from test_paths import base, l3_tables, mpls_udp, VM3_MAC, VM3_IP, VM4_IP, ip_cksum_ok
+from tests.apps.vrouter.harness import (
+    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, base, l3_tables, mpls_udp, VM3_MAC, VM3_IP,
+    VM4_IP, ip_cksum_ok)
 
 
 def outer(payload, **ipkw):

@@ -25,8 +25,8 @@ from scapy.all import Ether, IP, UDP, Raw
 from scapy.contrib.mpls import MPLS
 
 from pypdk.mempool.mbuf import Mbuf
-from vrharness import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC
-from test_paths import VM3_MAC, VM3_IP, VM4_MAC, VM4_IP
+from tests.apps.vrouter.harness import (
+    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, VM4_MAC, VM4_IP)
 
 REMOTE2, REMOTE2_MAC = "192.168.50.3", "02:00:00:00:50:03"
 REMOTE3, REMOTE3_MAC = "192.168.50.4", "02:00:00:00:50:04"

@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 from scapy.all import Ether, IP, UDP
 
-from vrharness import VR_MAC, UNDERLAY
+from tests.apps.vrouter.harness import VR_MAC, UNDERLAY
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import pytest
 from scapy.all import Ether, IP, IPv6, UDP, TCP, ARP, Raw, Dot1Q, rdpcap, wrpcap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 GUARD = 60          # hang protection only
 
 sys.path.insert(0, ROOT)

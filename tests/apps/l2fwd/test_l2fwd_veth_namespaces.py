@@ -48,7 +48,7 @@ import pytest
 
 from pypdk.testing import netns as nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 GUARD = 60                   # seconds: hang protection, never asserted on
 DRIVERS = ("af_xdp", "af_packet")
 _subnet = iter(range(1, 1 << 20))

@@ -13,7 +13,7 @@ import sys
 import pytest
 from scapy.all import Ether, IP, IPv6, TCP, UDP, rdpcap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 GUARD = 60          # hang protection only, never a timing assertion
 
 sys.path.insert(0, ROOT)

@@ -13,7 +13,7 @@ import time
 
 from pypdk.testing import netns as nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def test_ping_between_namespaces_through_l2fwd_on_taps(tmp_path):
