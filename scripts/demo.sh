@@ -4,9 +4,9 @@
 # network namespace), two VMs each (namespaces on tap vifs), an MPLSoUDP overlay
 # over a veth underlay; a ping and a 20 MB TCP transfer across it, the
 # operator's view (vif --list, dropstats), then everything torn down.
-# Options go to apps/vrouter/demo.py: --encap mplsoudp|mplsogre|vxlan, --mb N, --no-huge.
+# Options go to examples/vrouter_demo.py: --encap mplsoudp|mplsogre|vxlan, --mb N, --no-huge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=${PYTHON:-python3}
-exec "$PY" -m apps.vrouter.demo "$@"
+exec "$PY" -m examples.vrouter_demo "$@"

@@ -1,6 +1,6 @@
 """The vRouter end to end on real topologies: namespaces, veths, taps, the kernel as every peer.
 
-Each test builds a topology (apps/vrouter/topology.py), starts one
+Each test builds a topology (pypdk.testing.cluster), starts one
 `pypdk-run apps/vrouter` process per compute node inside the node's
 namespace, and checks traffic between VMs (kernel stacks in their own
 namespaces) through the overlay; the operator's tools (pypdk-vrouter, the
@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from apps.vrouter.topology import Cluster, Topology, tcp_transfer
+from pypdk.testing.cluster import Cluster, Topology, tcp_transfer
 from pypdk.testing import netns as nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

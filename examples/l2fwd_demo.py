@@ -1,5 +1,7 @@
 """The l2fwd demo: two namespaces pinging each other through pypdk.
 
+    python -m examples.l2fwd_demo        (as root, from the top of the tree)
+
     ns pdk-a (10.99.0.1) ── tap pdkdemo0 ── port 0 ┐
                                                l2fwd (lcore 1)
     ns pdk-b (10.99.0.2) ── tap pdkdemo1 ── port 1 ┘
@@ -21,7 +23,7 @@ import time
 
 from pypdk.testing import netns as nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def say(text):

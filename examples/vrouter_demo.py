@@ -1,9 +1,9 @@
 """The vRouter demo: two compute nodes, two VMs each, an overlay between them, on this machine.
 
-    python -m apps.vrouter.demo [--encap mplsoudp|mplsogre|vxlan] [--mb 20] [--no-huge]
+    python -m examples.vrouter_demo [--encap mplsoudp|mplsogre|vxlan] [--mb 20] [--no-huge]
 
 (`bash scripts/demo.sh` runs it after setting the machine up.) It builds
-topology 1 of apps/vrouter/topology.py in network namespaces, starts one
+topology 1 of pypdk.testing.cluster in network namespaces, starts one
 `pypdk-run apps/vrouter --lcores 0-1` per compute node inside the node's
 namespace, moves the VM taps into the VM namespaces, then shows a ping and
 a TCP transfer (content checked) from a VM on node1 to a VM on node2 across
@@ -20,10 +20,9 @@ import subprocess
 import sys
 
 from pypdk.testing import netns as nn
+from pypdk.testing.cluster import Cluster, Topology, tcp_transfer
 
-from apps.vrouter.topology import Cluster, Topology, tcp_transfer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def say(text: str) -> None:

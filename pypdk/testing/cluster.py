@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 from pypdk.testing import netns as nn
 
+# The top of the source tree: `pypdk-run` runs apps/vrouter from there.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UNDERLAY_NET = "192.168.50"
 VM_NET = "10.1.1"
@@ -259,7 +260,7 @@ class Topology:
     def write_configs(self) -> None:
         for n in self.nodes:
             with open(n.config, "w") as f:
-                f.write(f"# {n.name} of a pypdk vRouter topology ({self.encap}); written by apps/vrouter/topology.py\n")
+                f.write(f"# {n.name} of a pypdk vRouter topology ({self.encap}); written by pypdk.testing.cluster\n")
                 f.write(to_toml(self.config(n)))
 
     # ---- build and tear down ----------------------------------------------------------
