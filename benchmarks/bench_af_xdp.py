@@ -28,8 +28,8 @@ Groups (each case: a fresh rig, start the contender, start the source, 1 s
 of warm-up, `PYPDK_BENCH_VETH_SECONDS` (default 3) measured, stop both):
 
 - "veth rx-and-drop" (xdpgen): a receiver on `fin` polls and frees. pypdk:
-  `RxDrop` (pypdk/pmd/af_xdp/loops.pyx, the machinery of
-  `python -m pypdk.pmd.af_xdp.bench`) on lcore 1 of its own process;
+  `RxDrop` (pypdk/perf/traffic.pyx, the machinery of
+  `python -m pypdk.perf af_xdp`) on lcore 1 of its own process;
   testpmd: `--forward-mode=rxonly`. Mpps = packets the receiver got over
   the interval (its own counter).
 - "veth forwarding under overload" (xdpgen): `fin` -> `fout`, counted at the
@@ -377,7 +377,7 @@ def _rxdrop(driver: str, iface: str) -> int:
     import pypdk.eal
     import pypdk.pmd
     from pypdk.mempool.mbuf import PktMbufPool
-    from pypdk.pmd.af_xdp.loops import RxDrop
+    from pypdk.perf.traffic import RxDrop
     eal = pypdk.eal.init(lcores=FWD_LCORES, no_huge=True)
     try:
         pool = PktMbufPool("rxdrop", 8192, cache_size=256)

@@ -1,11 +1,14 @@
-"""`python -m pypdk.perf ring|mempool [--json]`: DPDK-style perf autotests.
+"""`python -m pypdk.perf ring|mempool|all|af_xdp [--json]`: DPDK-style perf autotests.
 
-Every figure is measured inside Cython (pypdk.perf.kernels) over enough
-iterations to be stable, and printed as nanoseconds per object:
+Every figure is measured inside Cython (pypdk.perf.kernels, pypdk.perf.traffic)
+over enough iterations to be stable:
   ring     SP/SC and MP/MC, bulk and burst of 1, 8 and 32 on one lcore; then
-           a producer lcore and a consumer lcore on different cpus.
+           a producer lcore and a consumer lcore on different cpus (ns/object).
   mempool  get+put of 1, 8, 32 objects with the per-lcore cache and without;
-           mbuf alloc+free bulk of 32.
+           mbuf alloc+free bulk of 32 (ns/object).
+  all      ring, then mempool.
+  af_xdp   net_af_xdp receive-and-drop on a veth pair, fed by a sender on the
+           other end (Mpps; pypdk.perf.veth_rxdrop).
 """
 from __future__ import annotations
 
@@ -62,25 +65,30 @@ def mempool_cases(eal, ops=MEMPOOL_OPS):
     return out
 
 
-@click.command()
-@click.argument("suite", type=click.Choice(["ring", "mempool", "all"]))
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object {case: ns_per_object}")
-@click.option("-l", "--lcores", default="0-1", show_default=True,
-              help="lcores: the main one consumes, a worker produces (two-lcore cases)")
-@click.option("--no-huge", is_flag=True, help="use ordinary pages for the pools")
-def main(suite, as_json, lcores, no_huge):
-    """Measure ring and mempool costs in ns per object (like DPDK's perf autotests)."""
+def _eal(lcores, no_huge):
     from pypdk import eal as eal_mod
     try:
-        eal = eal_mod.init(lcores=lcores, no_huge=no_huge)
+        return eal_mod.init(lcores=lcores, no_huge=no_huge)
     except PypdkError as e:
         click.echo(f"pypdk.perf: {e.line()}", err=True)
         sys.exit(2)
+
+
+def _suite_options(f):
+    f = click.option("--no-huge", is_flag=True, help="use ordinary pages for the pools")(f)
+    f = click.option("-l", "--lcores", default="0-1", show_default=True,
+                     help="lcores: the main one consumes, a worker produces (two-lcore cases)")(f)
+    return click.option("--json", "as_json", is_flag=True,
+                        help="print one JSON object {case: ns_per_object}")(f)
+
+
+def _run_suites(suites, as_json, lcores, no_huge):
+    eal = _eal(lcores, no_huge)
     try:
         results = {}
-        if suite in ("ring", "all"):
+        if "ring" in suites:
             results.update(ring_cases(eal))
-        if suite in ("mempool", "all"):
+        if "mempool" in suites:
             results.update(mempool_cases(eal))
     finally:
         eal.cleanup()
@@ -90,6 +98,53 @@ def main(suite, as_json, lcores, no_huge):
         width = max(map(len, results))
         for name, ns in results.items():
             click.echo(f"{name:<{width}}  {ns:8.2f} ns/obj")
+
+
+@click.group()
+def main():
+    """Measure ring, mempool and port costs (like DPDK's perf autotests)."""
+
+
+@main.command()
+@_suite_options
+def ring(as_json, lcores, no_huge):
+    """Ring enqueue+dequeue in ns per object."""
+    _run_suites(("ring",), as_json, lcores, no_huge)
+
+
+@main.command()
+@_suite_options
+def mempool(as_json, lcores, no_huge):
+    """Mempool get+put and mbuf alloc+free in ns per object."""
+    _run_suites(("mempool",), as_json, lcores, no_huge)
+
+
+@main.command("all")
+@_suite_options
+def all_suites(as_json, lcores, no_huge):
+    """ring, then mempool."""
+    _run_suites(("ring", "mempool"), as_json, lcores, no_huge)
+
+
+@main.command("af_xdp")
+@click.option("--seconds", type=float, default=5.0, show_default=True, help="how long the sender sends")
+@click.option("--size", type=int, default=64, show_default=True, help="frame size in bytes")
+@click.option("--mode", type=click.Choice(["native", "generic", "auto"]), default="auto",
+              show_default=True, help="the XDP mode of both ports")
+@click.option("-l", "--lcores", default="0-1", show_default=True,
+              help="lcores: the main one sends, a worker receives")
+@click.option("--no-huge", is_flag=True, help="use ordinary pages for the pools")
+@click.option("--nb-desc", type=int, default=8192, show_default=True, help="receiver's rx/fill ring size")
+@click.option("--json", "as_json", is_flag=True, help="print the result as one JSON object")
+def af_xdp(seconds, size, mode, lcores, no_huge, nb_desc, as_json):
+    """net_af_xdp receive-and-drop on a veth pair, in Mpps (needs root and 2 lcores)."""
+    from pypdk.perf import veth_rxdrop
+    try:
+        r = veth_rxdrop.run(seconds, size, mode, lcores, no_huge, nb_desc)
+    except PypdkError as e:
+        click.echo(f"pypdk.perf: {e.line()}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(r) if as_json else veth_rxdrop.summary(r))
 
 
 if __name__ == "__main__":

@@ -429,7 +429,7 @@ def _send_udp_flows(peer: Peer, flows: int, per_flow: int) -> None:
 def test_multi_queue_flows_spread_each_packet_once(make_peer, eal, pool):
     """queue_count=2 on a 2-queue veth: queue 0 polled here (main lcore), queue 1
     by a nogil loop on worker lcore 1; every datagram counted exactly once."""
-    from pypdk.pmd.af_xdp.loops import RxDrop
+    from pypdk.perf.traffic import RxDrop
     peer = make_peer(queues=2)
     port = start_port(peer, pool, ",queue_count=2", nb_rxq=2, nb_txq=2)
     assert port.info()["queue_count"] == 2

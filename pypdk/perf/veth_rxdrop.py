@@ -1,22 +1,21 @@
-"""Receive-and-drop rate of net_af_xdp on a veth pair (a benchmark hook).
+"""Receive-and-drop rate of net_af_xdp on a veth pair (`python -m pypdk.perf af_xdp`).
 
-    python -m pypdk.pmd.af_xdp.bench [--seconds 5] [--size 64] [--mode native|generic]
-                                      [--lcores 0-1] [--no-huge] [--nb-desc 8192] [--json]
+    python -m pypdk.perf af_xdp [--seconds 5] [--size 64] [--mode native|generic|auto]
+                                [--lcores 0-1] [--no-huge] [--nb-desc 8192] [--json]
 
 Makes a veth pair (deleted after), opens an AF_XDP port on each end: the
 receiver's queue 0 is polled by `RxDrop` on a worker lcore, the sender's
 `TxBlast` runs on the main lcore without the GIL, sending one UDP frame of
-`--size` bytes over and over. Both nogil loops, no Python per packet.
-Prints tx and rx Mpps and the kernel's drop counters. Needs root and 2
-lcores. The receiver's rings are deep (8192) so that a scheduling gap on a
-shared cpu does not show up as kernel drops. On veth, AF_XDP is copy mode both ways (the kernel copies each
-frame into/out of the UMEM, and builds an skb for each sent one), so this
-measures the kernel's veth/XDP path as much as pypdk.
+`--size` bytes over and over (both from pypdk.perf.traffic). Both nogil
+loops, no Python per packet. Prints tx and rx Mpps and the kernel's drop
+counters. Needs root and 2 lcores. The receiver's rings are deep (8192) so
+that a scheduling gap on a shared cpu does not show up as kernel drops. On
+veth, AF_XDP is copy mode both ways (the kernel copies each frame into/out
+of the UMEM, and builds an skb for each sent one), so this measures the
+kernel's veth/XDP path as much as pypdk.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 from pypdk.testing import netns as _n
@@ -46,7 +45,7 @@ def run(seconds=5.0, size=64, mode="auto", lcores="0-1", no_huge=False, nb_desc=
     import pypdk.eal
     import pypdk.pmd
     from pypdk.mempool.mbuf import PktMbufPool
-    from pypdk.pmd.af_xdp.loops import RxDrop, TxBlast
+    from pypdk.perf.traffic import RxDrop, TxBlast
 
     eal = pypdk.eal.init(lcores=lcores, no_huge=no_huge)
     worker = eal.worker_lcores[0]
@@ -96,26 +95,9 @@ def run(seconds=5.0, size=64, mode="auto", lcores="0-1", no_huge=False, nb_desc=
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--mode", default="auto", choices=("native", "generic", "auto"))
-    ap.add_argument("--lcores", default="0-1")
-    ap.add_argument("--no-huge", action="store_true")
-    ap.add_argument("--nb-desc", type=int, default=8192, help="receiver's rx/fill ring size")
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args(argv)
-    r = run(a.seconds, a.size, a.mode, a.lcores, a.no_huge, a.nb_desc)
-    if a.json:
-        print(json.dumps(r))
-    else:
-        print(f"net_af_xdp veth {r['xdp_mode']} {r['size']}B, {r['seconds']} s: "
-              f"tx {r['tx_mpps']} Mpps, rx-and-drop {r['rx_mpps']} Mpps "
-              f"(rx {r['rx_packets']} of {r['tx_packets']} sent; kernel missed {r['rx_imissed']}, "
-              f"fill empty {r['rx_kernel_fill_empty']}, rx ring full {r['rx_kernel_ring_full']})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def summary(r: dict) -> str:
+    """The one-line report of a run() result."""
+    return (f"net_af_xdp veth {r['xdp_mode']} {r['size']}B, {r['seconds']} s: "
+            f"tx {r['tx_mpps']} Mpps, rx-and-drop {r['rx_mpps']} Mpps "
+            f"(rx {r['rx_packets']} of {r['tx_packets']} sent; kernel missed {r['rx_imissed']}, "
+            f"fill empty {r['rx_kernel_fill_empty']}, rx ring full {r['rx_kernel_ring_full']})")

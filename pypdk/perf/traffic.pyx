@@ -1,8 +1,8 @@
-"""Lcore loops for net_af_xdp tests and benchmarks: receive-and-drop, and a sender.
+"""Traffic loops for measuring ports: receive-and-drop, and a sender.
 
 Both are nogil C loops over any port's fast-path slot (`eth_port_fp`), so
-they work for every driver; they live here because the AF_XDP tests and
-`python -m pypdk.pmd.af_xdp.bench` are what use them.
+they work for every driver: `python -m pypdk.perf af_xdp` (a veth pair),
+the driver tests and benchmarks/bench_af_xdp.py run them.
 
 `RxDrop(ports_queues)` polls a list of (port, queue) round robin, counts
 packets and bytes per entry, frees the mbufs; with `seq_offset` it also reads
