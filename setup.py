@@ -52,7 +52,10 @@ def extensions():
 setup(
     ext_modules=cythonize(
         extensions(),
-        include_path=[str(ROOT)],
+        # pypdk/include holds the headers and the .pxd declaring each one
+        # (`from pd_compiler cimport pd_likely`: "include" is a Cython keyword,
+        # so that directory cannot appear in a dotted cimport).
+        include_path=[str(ROOT), INCLUDE],
         annotate=bool(os.environ.get("PYPDK_ANNOTATE")),
         compiler_directives={
             "language_level": 3,

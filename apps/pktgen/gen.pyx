@@ -41,7 +41,8 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from pypdk.eal.lcore cimport lcore_function_new
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, pktmbuf_read,
                                  mbuf_mtod, PktMbufPool)
-from pypdk.mempool.mempool cimport pd_mempool, pd_likely, pd_unlikely
+from pypdk.mempool.mempool cimport pd_mempool
+from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.pmd.ethdev cimport pd_eth_fp, eth_port_fp, fp_rx_burst, fp_tx_burst
 
 from pypdk.errors import UsageError

@@ -4,9 +4,7 @@
 # Python surface (Eal.remote_launch, Eal.wait_lcore, ...) lives in lcore.pyx
 # and pypdk/eal/__init__.py.
 
-cdef extern from "pd_config.h":
-    enum: PD_MAX_LCORE
-    unsigned PD_LCORE_ID_ANY
+from pd_config cimport PD_MAX_LCORE, PD_LCORE_ID_ANY
 
 # What an lcore runs: a nogil C function; its int return value is collected
 # by wait_lcore (like DPDK's lcore_function_t).

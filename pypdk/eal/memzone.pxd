@@ -7,8 +7,7 @@
 
 from libc.stdint cimport uint64_t, uint32_t
 
-cdef extern from "pd_config.h":
-    enum: PD_NAME_SIZE
+from pd_config cimport PD_NAME_SIZE
 
 ctypedef struct pd_memzone:
     char name[PD_NAME_SIZE]

@@ -96,8 +96,7 @@ cdef extern from "<unistd.h>" nogil:
     int close(int fd)
     int ftruncate(int fd, long length)
 
-cdef extern from "pd_config.h":
-    enum: PD_MAX_NUMA_NODES
+from pd_config cimport PD_MAX_NUMA_NODES
 
 
 # ---- C level: map, bind, populate, unmap ------------------------------------------------

@@ -10,40 +10,11 @@
 # -1 (nothing taken) when the pool cannot supply n objects.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
-from pypdk.ring.ring cimport (pd_ring, ring_mp_enqueue_bulk, ring_mc_dequeue_bulk,
-                              ring_count, pd_likely, pd_unlikely)
+from pypdk.ring.ring cimport pd_ring, ring_mp_enqueue_bulk, ring_mc_dequeue_bulk, ring_count
 from pypdk.eal.lcore cimport lcore_id
-
-cdef extern from "pd_config.h":
-    enum:
-        PD_MAX_LCORE
-        PD_MEMPOOL_CACHE_MAX
-
-cdef extern from "pd_mempool.h":
-    enum:
-        PD_MEMPOOL_F_DEBUG
-        PD_MEMPOOL_F_PKT
-    struct pd_mempool_cache:
-        uint32_t size
-        uint32_t flushthresh
-        uint32_t len
-        void *objs[1]
-    struct pd_mempool:
-        char name[32]
-        pd_ring *ring
-        char *base
-        uint64_t base_iova
-        uint32_t size
-        uint32_t elt_size
-        uint32_t cache_size
-        uint32_t flags
-        int32_t socket_id
-        uint16_t mbuf_headroom
-        uint16_t mbuf_data_room
-        uint8_t *dbg_state
-        uint64_t dbg_double_free
-        uint64_t dbg_wrong_pool
-        pd_mempool_cache *caches
+from pd_compiler cimport pd_likely, pd_unlikely
+from pd_config cimport PD_MAX_LCORE, PD_MEMPOOL_CACHE_MAX
+from pd_mempool cimport pd_mempool_cache, pd_mempool, PD_MEMPOOL_F_DEBUG, PD_MEMPOOL_F_PKT
 
 
 # Debug-mode slow paths (mempool.pyx): check and record, skip bad objects.

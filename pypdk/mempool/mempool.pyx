@@ -26,11 +26,9 @@ from pypdk.eal.memzone cimport Memzone
 
 from pypdk.errors import UsageError, ResourceError
 
-cdef extern from "pd_config.h":
-    enum: PD_NAME_SIZE
+from pd_config cimport PD_NAME_SIZE
 
-cdef extern from "pd_compiler.h":
-    enum: PD_CACHE_LINE
+from pd_compiler cimport PD_CACHE_LINE
 
 
 cdef size_t mempool_mem_size(uint32_t n, uint32_t elt_size) noexcept nogil:

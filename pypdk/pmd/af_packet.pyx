@@ -106,7 +106,8 @@ from posix.unistd cimport close as c_close
 
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, mbuf_mtod,
                                  PktMbufPool)
-from pypdk.mempool.mempool cimport pd_mempool, pd_likely, pd_unlikely
+from pypdk.mempool.mempool cimport pd_mempool
+from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
 from pypdk.net.cksum cimport ipv4_l4_cksum, ipv6_l4_cksum
 from pypdk.net.ipv4 cimport pd_ipv4_hdr

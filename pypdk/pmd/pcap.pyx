@@ -77,7 +77,8 @@ from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
 
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, mbuf_mtod,
                                  PktMbufPool)
-from pypdk.mempool.mempool cimport pd_mempool, pd_likely, pd_unlikely
+from pypdk.mempool.mempool cimport pd_mempool
+from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
 
 from pypdk.pmd.devargs import Key, parse_bool, parse_size

@@ -14,41 +14,15 @@
 
 from libc.stdint cimport uint32_t
 
-cdef extern from "pd_compiler.h":
-    bint pd_likely(bint) nogil
-    bint pd_unlikely(bint) nogil
-    void pd_pause() nogil
-
-cdef extern from "pd_atomic.h":
-    uint32_t pd_load_relaxed_u32(const uint32_t *p) nogil
-    uint32_t pd_load_acquire_u32(const uint32_t *p) nogil
-    void pd_store_relaxed_u32(uint32_t *p, uint32_t v) nogil
-    void pd_store_release_u32(uint32_t *p, uint32_t v) nogil
-    void pd_fence_acquire() nogil
-    bint pd_cas_weak_u32(uint32_t *p, uint32_t *expected, uint32_t desired) nogil
+from pd_compiler cimport pd_likely, pd_unlikely, pd_pause
+from pd_atomic cimport (pd_load_relaxed_u32, pd_load_acquire_u32, pd_store_relaxed_u32,
+                        pd_store_release_u32, pd_fence_acquire, pd_cas_weak_u32)
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
 
-cdef extern from "pd_ring.h":
-    enum:
-        PD_RING_F_SP_ENQ
-        PD_RING_F_SC_DEQ
-        PD_RING_F_EXACT_SZ
-    struct pd_ring_headtail:
-        uint32_t head
-        uint32_t tail
-        uint32_t single
-    struct pd_ring:
-        char name[32]
-        uint32_t flags
-        uint32_t size
-        uint32_t mask
-        uint32_t capacity
-        void *mem
-        pd_ring_headtail prod
-        pd_ring_headtail cons
-        void *slots[1]
+from pd_ring cimport (pd_ring_headtail, pd_ring, PD_RING_F_SP_ENQ, PD_RING_F_SC_DEQ,
+                      PD_RING_F_EXACT_SZ)
 
 
 # ---- creation (ring.pyx) --------------------------------------------------

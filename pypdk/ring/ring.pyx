@@ -21,8 +21,7 @@ from pypdk.errors import UsageError, ResourceError
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
 
-cdef extern from "pd_config.h":
-    enum: PD_NAME_SIZE
+from pd_config cimport PD_NAME_SIZE
 
 DEF_MAX_COUNT = 0x80000000  # the largest ring: 2^31 slots
 

@@ -105,7 +105,8 @@ from posix.types cimport off_t
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc, pktmbuf_alloc_bulk, pktmbuf_free,
                                  pktmbuf_free_bulk, pktmbuf_read, mbuf_mtod, PktMbufPool,
                                  PD_MBUF_F_INDIRECT)
-from pypdk.mempool.mempool cimport Mempool, pd_mempool, pd_likely, pd_unlikely
+from pypdk.mempool.mempool cimport Mempool, pd_mempool
+from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.eal.memzone cimport Memzone
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 
