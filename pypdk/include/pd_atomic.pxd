@@ -1,6 +1,9 @@
 # pd_atomic.h, declared once: the typed atomic loads, stores, fences and
 # read-modify-writes. Each acquire names the release it pairs with at its
 # call site, not here.
+# Cimport as `from pd_atomic cimport ...`: "include" is a Cython keyword, so
+# pypdk.include cannot be spelled in a cimport; this directory is on the
+# Cython include path instead (setup.py).
 
 from libc.stdint cimport uint16_t, int16_t, uint32_t, uint64_t
 

@@ -1,4 +1,7 @@
 # pd_config.h, declared once: the build-time limits.
+# Cimport as `from pd_config cimport ...`: "include" is a Cython keyword, so
+# pypdk.include cannot be spelled in a cimport; this directory is on the
+# Cython include path instead (setup.py).
 
 cdef extern from "pd_config.h":
     enum:

@@ -1,5 +1,8 @@
 # pd_mbuf.h, declared once: the packet buffer header (two cache lines) and
 # its offload flags. The operations are in pypdk/mempool/mbuf.pxd.
+# Cimport as `from pd_mbuf cimport ...`: "include" is a Cython keyword, so
+# pypdk.include cannot be spelled in a cimport; this directory is on the
+# Cython include path instead (setup.py).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from pd_mempool cimport pd_mempool

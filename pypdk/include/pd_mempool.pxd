@@ -1,5 +1,8 @@
 # pd_mempool.h, declared once: the pool header and its per-lcore caches.
 # The operations are in pypdk/mempool/mempool.pxd.
+# Cimport as `from pd_mempool cimport ...`: "include" is a Cython keyword, so
+# pypdk.include cannot be spelled in a cimport; this directory is on the
+# Cython include path instead (setup.py).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 from pd_ring cimport pd_ring

@@ -1,6 +1,9 @@
 # pd_net.h, declared once: wire layouts of the protocol headers, their
 # constants and the byte-order helpers. The field helpers live in the .pxd
 # files of pypdk/net, which cimport their part of this file.
+# Cimport as `from pd_net cimport ...`: "include" is a Cython keyword, so
+# pypdk.include cannot be spelled in a cimport; this directory is on the
+# Cython include path instead (setup.py).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 

@@ -1,5 +1,8 @@
 # pd_ring.h, declared once: the ring header (producer and consumer on their
 # own cache lines) and its flags. The operations are in pypdk/ring/ring.pxd.
+# Cimport as `from pd_ring cimport ...`: "include" is a Cython keyword, so
+# pypdk.include cannot be spelled in a cimport; this directory is on the
+# Cython include path instead (setup.py).
 
 from libc.stdint cimport uint32_t
 
