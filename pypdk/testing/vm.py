@@ -235,7 +235,7 @@ chroot $R /bin/sh -c '
     done
     sleep 0.1
   done
-  sync' '"$python"'
+  sync' "$python"
 poweroff -f
 """
 
@@ -466,7 +466,7 @@ class Guest:
             kappend.append("pdvm.rw=" + " ".join(rw))
         iommu_args = []
         if iommu:
-            iommu_args = ["-device", "intel-iommu,intremap=on,caching-mode=on"]
+            iommu_args = ["-device", "intel-iommu,intremap=on,caching-mode=on,aw-bits=48"]
             kappend += ["intel_iommu=on", "iommu=pt"]
         if append:
             kappend.append(append)
