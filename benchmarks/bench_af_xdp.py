@@ -1,12 +1,12 @@
 """pypdk on veth through AF_XDP (and AF_PACKET) against DPDK's testpmd and the kernel, in one run.
 
-Every case runs on a fresh rig of `kernel_ref` (two veth pairs: a source
+Every case runs on a fresh rig of `veth_rig` (two veth pairs: a source
 end, the contender's input `fin` and output `fout`, and a sink end that
 drops in XDP and is counted by the kernel). Within a group every contender
 gets the same source, on cpu 0:
 
 - `xdpgen`: the kernel's XDP traffic generator (BPF_PROG_RUN live frames,
-  `kernel_ref.xdpgen`), one 64-byte IPv4/UDP flow, as fast as cpu 0 makes
+  `benchmarks.xdpgen`), one 64-byte IPv4/UDP flow, as fast as cpu 0 makes
   frames and gets them into `fin` (3.5-4 Mpps into an AF_XDP socket). The
   only source here that outruns the forwarders: it builds no skb.
 - `af_xdp`: apps/pktgen over net_af_xdp, 64 flows, both its lcores on cpu 0
@@ -17,7 +17,7 @@ gets the same source, on cpu 0:
 
 Each contender gets cpu 1 for its polling lcore (pypdk-run and testpmd both
 `-l 0-1`: main lcore 0, which sleeps, and lcore 1 polling), or, for the
-kernel, its receive processing steered there by RPS; kernel_ref's docstring
+kernel, its receive processing steered there by RPS; veth_rig's docstring
 says where each piece of kernel work runs. The machine is shared: every
 contender and the source run at nice -20, each in a session of its own whose
 autogroup gets nice -20 too (the scheduler shares a cpu between autogroups
@@ -66,39 +66,24 @@ Needs root, `dpdk-testpmd` (Debian's dpdk 22.11), ethtool, 2 cpus, kernel >= 5.1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from benchmarks import kernel_ref as K
+from benchmarks import veth_rig as V
+from benchmarks.veth_rig import ROOT, SECONDS, Proc, stop_on_error, vdev
 from pypdk.testing import netns as nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECONDS = float(os.environ.get("PYPDK_BENCH_VETH_SECONDS", "3"))
-WARMUP = 1.0
-SIZE, FLOWS = 64, 64
 OTHER_MAC = "02:00:00:00:00:00"     # frames for the userspace forwarders: nobody's address here
-SOURCE_LCORES = "(0-1)@0"
 FWD_LCORES = "0-1"
 NB_DESC = 1024                      # rx/tx descriptors for both pypdk's l2fwd and testpmd
 TESTPMD = "dpdk-testpmd"
-GUARD = 60
-# Every contender and the source run at this nice level, each in a session of its own whose
-# autogroup gets the same nice (with CONFIG_SCHED_AUTOGROUP the scheduler first shares a cpu
-# between sessions, whatever the processes' own nice): other load on a shared machine then takes
-# little of their cpu (~1% for a nice-0 busy loop), as it takes little from the kernel forwarder,
-# whose work runs in softirq ahead of any process.
-NICE = int(os.environ.get("PYPDK_BENCH_VETH_NICE", "-20"))
 
 # Groups: (key, title, what, source, cases, references). References come first in each
 # case list: a pypdk case's ratios (pytest) are to the references measured before it.
@@ -118,161 +103,25 @@ GROUPS = (
 )
 
 
-# ---- processes -----------------------------------------------------------------------
-
-class Proc:
-    """A background process whose stdout and stderr are collected by threads
-    (raw chunks: testpmd's prompt has no newline)."""
-
-    def __init__(self, cmd: list[str], stdin=False, **kw):
-        self.cmd = cmd = ["nice", "-n", str(NICE), *cmd]
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  start_new_session=True, **kw)
-        try:
-            with open(f"/proc/{self.p.pid}/autogroup", "w") as f:
-                f.write(str(NICE))
-        except OSError:
-            pass            # no autogroups: the process's own nice is what counts
-        self.bufs = {"out": [], "err": []}
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._read, args=(s, k), daemon=True)
-                        for s, k in ((self.p.stdout, "out"), (self.p.stderr, "err"))]
-        for th in self.threads:
-            th.start()
-
-    def _read(self, stream, key):
-        fd = stream.fileno()
-        while True:
-            data = os.read(fd, 65536)
-            if not data:
-                return
-            with self.lock:
-                self.bufs[key].append(data.decode(errors="replace"))
-
-    @property
-    def out(self) -> str:
-        with self.lock:
-            return "".join(self.bufs["out"])
-
-    def text(self) -> str:
-        with self.lock:
-            return "".join(self.bufs["out"]) + "".join(self.bufs["err"])
-
-    def wait_for(self, pred, what: str, timeout: float = GUARD) -> None:
-        end = time.monotonic() + timeout
-        while not pred():
-            if self.p.poll() is not None:
-                raise RuntimeError(f"{what}: {' '.join(self.cmd)} exited {self.p.returncode}:\n"
-                                   f"{self.text()[-3000:]}")
-            if time.monotonic() > end:
-                raise RuntimeError(f"{what}: timed out: {' '.join(self.cmd)}\n{self.text()[-3000:]}")
-            time.sleep(0.02)
-
-    def ask(self, line: str, pattern: str, what: str) -> str:
-        """Send a line; wait for `pattern` in the output that follows; its first group."""
-        start = len(self.out)
-        self.p.stdin.write(line.encode() + b"\n")
-        self.p.stdin.flush()
-        found = []
-
-        def got():
-            m = re.search(pattern, self.out[start:])
-            if m:
-                found.append(m.group(1))
-            return bool(found)
-        self.wait_for(got, what, timeout=10)
-        return found[0]
-
-    def send(self, line: str) -> None:
-        self.p.stdin.write(line.encode() + b"\n")
-        self.p.stdin.flush()
-
-    def finish(self, sig=signal.SIGTERM, timeout: float = 20) -> int:
-        if self.p.poll() is None:
-            if sig is not None:
-                self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        for th in self.threads:
-            th.join(timeout=5)
-        return self.p.returncode
-
-
-@contextlib.contextmanager
-def _stop_on_error(proc: Proc):
-    """A process whose start-up failed is stopped (SIGTERM, then SIGKILL) before the error goes on."""
-    try:
-        yield
-    except BaseException:
-        proc.finish()
-        raise
-
-
-def pypdk_run(app: str, lcores: str, vdevs: list[str], app_args: list[str]) -> Proc:
-    cmd = [sys.executable, "-m", "pypdk.cli", app, "--lcores", lcores, "--no-huge",
-           "--stats-period", "1", "--duration", "600"]
-    for v in vdevs:
-        cmd += ["--vdev", v]
-    return Proc(cmd + ["--", *app_args], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-
-
-def vdev(driver: str, port: int, iface: str) -> str:
-    return f"net_{driver}{port},iface={iface}"
-
+# ---- contenders ----------------------------------------------------------------------
 
 def xdp_attached(ifname: str) -> bool:
     return "prog/xdp" in nn.run("ip", "-d", "link", "show", "dev", ifname).stdout
 
 
-# ---- the source ----------------------------------------------------------------------
-
-class Source:
-    """The traffic source on the rig's `src` end, on cpu 0, the same for every contender.
-
-    kind "xdpgen" (default): the kernel's XDP generator (kernel_ref.xdpgen),
-    64-byte IPv4/UDP frames of one flow, as fast as cpu 0 makes them and
-    `fin` takes them. kind "af_xdp" / "af_packet": apps/pktgen over that
-    driver, 64 flows, both its lcores on cpu 0 (`--lcores '(0-1)@0'`).
-    """
-
-    def __init__(self, r: K.Rig, kind: str, dst_mac: str):
-        self.r = r
-        if kind == "xdpgen":
-            frame = K.udp_frame(dst_mac, nn.link_mac(r.src), size=SIZE)
-            self.proc = Proc(["taskset", "-c", str(K.SRC_CPU), sys.executable, "-m", "benchmarks.kernel_ref",
-                              "_xdpgen", r.src, frame.hex()], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-        else:
-            self.proc = pypdk_run("apps/pktgen", SOURCE_LCORES, [vdev(kind, 0, r.src)],
-                                  ["--size", str(SIZE), "--flows", str(FLOWS), "--dst-mac", dst_mac])
-        start = r.offered()
-        with _stop_on_error(self.proc):
-            self.proc.wait_for(lambda: r.offered() > start + 1000, f"the source ({kind}) sends")
-
-    def stop(self) -> None:
-        rc = self.proc.finish()
-        if rc not in (0, -signal.SIGTERM):
-            raise RuntimeError(f"the source exited {rc}:\n{self.proc.text()[-3000:]}")
-
-
-# ---- contenders ----------------------------------------------------------------------
-
 class PypdkL2fwd:
     thread = "lcore-1"
 
-    def __init__(self, r: K.Rig, driver: str, mac_updating: bool = True):
+    def __init__(self, r: V.Rig, driver: str, mac_updating: bool = True):
         self.r, self.driver = r, driver
         self.args = [] if mac_updating else ["--no-mac-updating"]
         self.dst_mac = OTHER_MAC
 
     def start(self):
-        self.proc = pypdk_run("apps/l2fwd", FWD_LCORES,
-                              [vdev(self.driver, 0, self.r.fin), vdev(self.driver, 1, self.r.fout)],
-                              self.args)
-        with _stop_on_error(self.proc):
+        self.proc = V.start_pypdk_run("apps/l2fwd", FWD_LCORES,
+                                      [vdev(self.driver, 0, self.r.fin), vdev(self.driver, 1, self.r.fout)],
+                                      self.args)
+        with stop_on_error(self.proc):
             self.proc.wait_for(lambda: self.proc.out, "l2fwd starts")     # first stats line: running
         self.pid = self.proc.p.pid
 
@@ -286,7 +135,7 @@ class DpdkTestpmd:
     """dpdk-testpmd, interactive, auto-started; its commands come from a pipe."""
     thread = "rte-worker"            # DPDK 22.11 names its worker threads rte-worker-N
 
-    def __init__(self, r: K.Rig | None, driver: str, mode: str, ifaces: list[str]):
+    def __init__(self, r: V.Rig | None, driver: str, mode: str, ifaces: list[str]):
         self.driver, self.mode, self.ifaces = driver, mode, ifaces
         self.dst_mac = OTHER_MAC
         self.prefix = f"pypdk_bench_{os.getpid()}_{nn.unique_name('t')}"
@@ -327,22 +176,6 @@ class DpdkTestpmd:
             raise RuntimeError(f"testpmd exited {rc}:\n{self.proc.text()[-3000:]}")
 
 
-class Kernel:
-    """The kernel routing or bridging between fin and fout (kernel_ref.KernelForwarder)."""
-    thread = None
-
-    def __init__(self, r: K.Rig, mode: str):
-        self.r, self.mode = r, mode
-
-    def start(self):
-        self.k = K.KernelForwarder(self.r, self.mode)
-        self.dst_mac = self.k.dst_mac
-        self.pid = None
-
-    def stop(self):
-        self.k.close()
-
-
 class PypdkRxDrop:
     """RxDrop on lcore 1 of a child process (`_rxdrop` below), driven over a pipe."""
     thread = "lcore-1"
@@ -354,7 +187,7 @@ class PypdkRxDrop:
     def start(self):
         self.proc = Proc([sys.executable, "-m", "benchmarks.bench_af_xdp", "_rxdrop", self.driver,
                           self.iface], stdin=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-        with _stop_on_error(self.proc):
+        with stop_on_error(self.proc):
             self.proc.wait_for(lambda: "ready\n" in self.proc.out, "the pypdk receiver starts")
         self.pid = self.proc.p.pid
 
@@ -401,9 +234,9 @@ def _rxdrop(driver: str, iface: str) -> int:
 
 # ---- measuring -----------------------------------------------------------------------
 
-def _contender(name: str, r: K.Rig):
+def _contender(name: str, r: V.Rig):
     if name.startswith("kernel"):
-        return Kernel(r, name.split()[1])
+        return K.Kernel(r, name.split()[1])
     kind, _, driver = name.rpartition(" ")
     if kind == "pypdk l2fwd":
         return PypdkL2fwd(r, driver)
@@ -414,79 +247,19 @@ def _contender(name: str, r: K.Rig):
     raise ValueError(f"no forwarding contender {name!r}")
 
 
-def _timed(read) -> tuple[int, float]:
-    """(a counter, the middle of the time its read took): a counter read in
-    another namespace or over a pipe takes milliseconds, so each rate is
-    taken over its own counter's interval."""
-    t0 = time.monotonic()
-    v = read()
-    return v, (t0 + time.monotonic()) / 2
-
-
-def _rate(a: tuple[int, float], b: tuple[int, float]) -> float:
-    return round((b[0] - a[0]) / (b[1] - a[1]) / 1e6, 4)
-
-
-def _sample(contender) -> dict:
-    return {"t": time.monotonic(), "cpu": K.cpu_times(),
-            "thread": K.thread_cpu(contender.pid, contender.thread) if contender.thread else 0.0}
-
-
-def _shares(s0: dict, s1: dict, contender) -> dict:
-    dt = s1["t"] - s0["t"]
-    out = {"cpu1": K.cpu_shares(s0["cpu"], s1["cpu"], K.FWD_CPU)}
-    if contender.thread:
-        out["fwd_cpu"] = round((s1["thread"] - s0["thread"]) / dt, 3)
-    return out
+def _receiver(name: str, r: V.Rig):
+    kind, _, driver = name.rpartition(" ")
+    return PypdkRxDrop(driver, r.fin) if kind == "pypdk" else DpdkTestpmd(r, driver, "rxonly", [r.fin])
 
 
 def measure_forward(name: str, source: str = "xdpgen", seconds: float = SECONDS) -> dict:
     """One forwarding case on a fresh rig: {'mpps', 'offered_mpps', ...}."""
-    with K.ksoftirqd_nice(NICE), K.rig() as r:
-        c = _contender(name, r)
-        c.start()
-        src = None
-        try:
-            src = Source(r, source, c.dst_mac)
-            time.sleep(WARMUP)
-            s0, sink0, off0 = _sample(c), _timed(lambda: K.link_counter(r.sink)), _timed(r.offered)
-            time.sleep(seconds)
-            s1, sink1, off1 = _sample(c), _timed(lambda: K.link_counter(r.sink)), _timed(r.offered)
-        finally:
-            try:
-                if src is not None:
-                    src.stop()
-            finally:
-                c.stop()
-    dt = s1["t"] - s0["t"]
-    return {"case": name, "mpps": _rate(sink0, sink1), "offered_mpps": _rate(off0, off1),
-            "seconds": round(dt, 3),
-            "source": source, **_shares(s0, s1, c)}
+    return {"case": name, **V.measure(lambda r: _contender(name, r), "fwd", source, seconds)}
 
 
 def measure_rx(name: str, source: str = "xdpgen", seconds: float = SECONDS) -> dict:
     """One receive-and-drop case: the source on r.src, the receiver on r.fin."""
-    kind, _, driver = name.rpartition(" ")
-    with K.ksoftirqd_nice(NICE), K.rig() as r:
-        c = PypdkRxDrop(driver, r.fin) if kind == "pypdk" else DpdkTestpmd(r, driver, "rxonly", [r.fin])
-        c.start()
-        src = None
-        try:
-            src = Source(r, source, c.dst_mac)
-            time.sleep(WARMUP)
-            s0, rx0, off0 = _sample(c), _timed(c.rx_packets), _timed(r.offered)
-            time.sleep(seconds)
-            s1, rx1, off1 = _sample(c), _timed(c.rx_packets), _timed(r.offered)
-        finally:
-            try:
-                if src is not None:
-                    src.stop()
-            finally:
-                c.stop()
-    dt = s1["t"] - s0["t"]
-    return {"case": name, "mpps": _rate(rx0, rx1), "offered_mpps": _rate(off0, off1),
-            "seconds": round(dt, 3),
-            "source": source, **_shares(s0, s1, c)}
+    return {"case": name, **V.measure(lambda r: _receiver(name, r), "rx", source, seconds)}
 
 
 def with_ratios(results: dict[str, dict], refs) -> dict[str, dict]:

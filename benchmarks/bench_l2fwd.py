@@ -41,11 +41,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
-from benchmarks import testpmd_ref
+from benchmarks import cpu_time, testpmd_ref
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION = float(os.environ.get("PYPDK_BENCH_FWD_SECONDS", "3"))
@@ -90,17 +89,8 @@ def pypdk_run(app_dir: str, app_args=(), lcores="0-1", vdevs=NULL_PAIR, duration
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err,
                                  stdin=subprocess.DEVNULL, text=True)
-            # The lcore threads' CPU time, sampled while the process lives (they
-            # block before launch and after stop, so the last sample is the run's).
-            # Threads leave at teardown: keep each one's largest reading.
-            cpu: dict[str, float] = {}
-            end = time.monotonic() + (timeout or duration + 60)
-            while p.poll() is None:
-                for k, v in testpmd_ref.thread_cpu(p.pid).items():
-                    cpu[k] = max(cpu.get(k, 0.0), v)
-                if time.monotonic() > end:
-                    p.kill()
-                time.sleep(0.1)
+            # The lcore threads' CPU time, sampled while the process lives.
+            cpu = cpu_time.sample_until_exit(p, timeout or duration + 60)
             err.seek(0)
             if p.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}: {err.read().strip()[-2000:]}")

@@ -13,7 +13,7 @@ send `show port stats all`, wait `duration`, send it again and quit. The
 second block's "Throughput (since last show)" Tx-pps per port is testpmd's
 own rate over exactly that interval (TSC cycles between the two commands),
 so neither start-up nor our pipe's timing enters the figure. The CPU
-time each testpmd thread used over the interval (/proc/PID/task/*/stat) is
+time each testpmd thread used over the interval (benchmarks.cpu_time) is
 kept too: on a shared machine the forwarding lcore may not have had its cpu
 to itself, and `fwd_cpu_share` says how much of it it had. Mpps = the sum
 over the ports of Tx-pps (packets forwarded per second), the same sum
@@ -45,6 +45,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from benchmarks.cpu_time import threads_cpu
+
 TESTPMD = "dpdk-testpmd"
 PROMPT = "testpmd> "
 RUNTIME_DIR = "/var/run/dpdk"      # DPDK's runtime directory for root
@@ -53,32 +55,6 @@ _seq = itertools.count()
 
 def available() -> bool:
     return shutil.which(TESTPMD) is not None
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) each thread of `pid` has used, by thread name.
-
-    Threads sharing a name are summed. Empty when the process is gone.
-    """
-    out: dict[str, float] = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # comm is in parentheses and may hold spaces: split after the last ')'.
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[comm] = out.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
 
 
 @dataclass
@@ -178,10 +154,10 @@ def run(duration=4.0, warmup=1.0, forward_mode="io", start_timeout=60.0, **kw) -
             time.sleep(0.05)
         time.sleep(warmup)
         send("show port stats all")
-        cpu0, t0 = thread_cpu(p.pid), time.monotonic()
+        cpu0, t0 = threads_cpu(p.pid), time.monotonic()
         time.sleep(duration)
         send("show port stats all")
-        cpu1, t1 = thread_cpu(p.pid), time.monotonic()
+        cpu1, t1 = threads_cpu(p.pid), time.monotonic()
         time.sleep(0.3)
         send("stop")
         send("quit")
