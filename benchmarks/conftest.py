@@ -24,5 +24,5 @@ def eal():
 
 @pytest.fixture(scope="session")
 def tsc_hz():
-    from pypdk.perf import kernels
-    return kernels.tsc_hz(0.5)
+    from pypdk.eal.timer import tsc_hz
+    return tsc_hz()

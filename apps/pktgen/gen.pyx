@@ -36,7 +36,7 @@ store of `tx_done`, which the rx lcore reads with acquire.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, UINT64_MAX
 from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from pypdk.eal.timer cimport now_ns
 
 from pypdk.eal.lcore cimport lcore_function_new
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, pktmbuf_read,
@@ -133,11 +133,6 @@ ctypedef struct pg_conf:
     char pad1[64]
     pg_rx_stats rx
 
-
-cdef inline uint64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
 
 cdef inline uint32_t sum16(const uint8_t *p, uint32_t n, uint32_t s) noexcept nogil:
     # RFC 1071: big-endian 16-bit words, ones' complement (carries folded later)

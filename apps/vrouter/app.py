@@ -17,6 +17,7 @@ import click
 
 from pypdk.app import Plan
 from pypdk.errors import UsageError
+from pypdk.eal.timer import tsc_hz
 from pypdk.mempool import PktMbufPool
 
 from apps.vrouter import config
@@ -51,15 +52,6 @@ def options():
     return command
 
 
-def _tsc_hz():
-    """Ticks of the flow clock (the TSC) per second, measured over 50 ms."""
-    import time
-    from apps.vrouter.dp.router import rdtsc
-    t0, n0 = time.perf_counter(), rdtsc()
-    time.sleep(0.05)
-    return (rdtsc() - n0) / (time.perf_counter() - t0)
-
-
 def setup(eal, ports, opts):
     workers = list(eal.worker_lcores)
     if not workers:
@@ -72,7 +64,7 @@ def setup(eal, ports, opts):
         pool.free()
         raise
     try:
-        hz = _tsc_hz()
+        hz = tsc_hz()       # ticks of the flow clock (the TSC) per second
         vr.dp.set_flow_timeouts(opts.flow_timeout, 1.0, hz)
         wk = {lc: vr.dp.add_worker(lc, opts.burst, opts.yield_after) for lc in workers}
         assignment = vr.dp.rebalance()

@@ -17,25 +17,9 @@ from pypdk.mempool.mempool cimport (pd_mempool, pd_mempool_cache, mempool_get_bu
                                     mempool_put_bulk_cache, mempool_default_cache)
 from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk, timespec *ts)
-    enum: CLOCK_MONOTONIC
-
-cdef extern from "pd_atomic.h":
-    int pd_load_acquire_int(const int *p) nogil
-    void pd_store_release_int(int *p, int v) nogil
-    uint64_t pd_load_relaxed_u64(const uint64_t *p) nogil
-    void pd_store_relaxed_u64(uint64_t *p, uint64_t v) nogil
-
-
-cdef inline uint64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+from pypdk.eal.timer cimport now_ns
+from pd_atomic cimport (pd_load_acquire_int, pd_store_release_int, pd_load_relaxed_u64,
+                        pd_store_relaxed_u64)
 
 
 def ring_enq_deq(uintptr_t ring_addr, uint32_t bulk, uint64_t iterations,
@@ -178,23 +162,3 @@ def ring_two_lcores(eal, unsigned producer_lcore, uintptr_t ring_addr, uint32_t 
         t1 = now_ns()
     eal.wait_lcore(producer_lcore)
     return (t1 - t0) / <double>total
-
-
-cdef extern from "pd_compiler.h":
-    uint64_t pd_rdtsc() nogil
-
-
-def tsc_hz(double seconds=0.2):
-    """The time-stamp counter's rate, measured against CLOCK_MONOTONIC (Hz).
-
-    Used to turn cycle counts printed by DPDK's perf autotests into ns."""
-    cdef uint64_t c0, c1, t0, t1, deadline
-    with nogil:
-        t0 = now_ns()
-        c0 = pd_rdtsc()
-        deadline = t0 + <uint64_t>(seconds * 1e9)
-        t1 = t0
-        while t1 < deadline:
-            t1 = now_ns()
-        c1 = pd_rdtsc()
-    return (c1 - c0) * 1e9 / (t1 - t0)

@@ -18,7 +18,7 @@ the calling thread without the GIL (`run(seconds)`).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from pypdk.eal.timer cimport now_ns
 
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, mbuf_mtod,
                                  PktMbufPool)
@@ -50,12 +50,6 @@ ctypedef struct rxdrop_conf:
     uint32_t nseq
     uint32_t *seen           # seen[seq] += 1
     uint64_t seq_out_of_range
-
-
-cdef inline uint64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <uint64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef int rxdrop_loop(void *arg) noexcept nogil:
