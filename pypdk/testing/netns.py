@@ -25,13 +25,23 @@ import itertools
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 _seq = itertools.count()
+_made_netns: set[str] = set()      # what this process made and has not deleted (see made())
+_made_links: set[str] = set()
 
 
 class CommandError(RuntimeError):
     """An `ip` (or other) command failed: the command line and its stderr."""
+
+
+def made() -> tuple[set[str], set[str]]:
+    """(namespaces, interfaces of this namespace) this process made here and has
+    not deleted: `pypdk.testing.leaks` tells a test's leftovers from another
+    process's objects by them."""
+    return set(_made_netns), set(_made_links)
 
 
 def unique_name(prefix: str) -> str:
@@ -85,6 +95,7 @@ def add_netns(name: str | None = None, *, ipv6: bool = False) -> str:
     port under test."""
     name = name or unique_name("pdns")
     run("ip", "netns", "add", name)
+    _made_netns.add(name)
     try:
         ns_run(name, "ip", "link", "set", "lo", "up")
         if not ipv6:
@@ -100,6 +111,7 @@ def del_netns(name: str) -> None:
     """Delete a namespace (its virtual interfaces go with it); no error if absent."""
     if name in list_netns():
         run("ip", "netns", "del", name)
+    _made_netns.discard(name)
 
 
 @contextlib.contextmanager
@@ -143,6 +155,8 @@ def del_link(ifname: str, ns: str | None = None) -> None:
     """Delete an interface if it exists."""
     if link_exists(ifname, ns):
         ns_run(ns, "ip", "link", "del", "dev", ifname, check=False)
+    if ns is None:
+        _made_links.discard(ifname)
 
 
 def move_link(ifname: str, ns: str, from_ns: str | None = None, *, ipv6: bool = False) -> None:
@@ -183,6 +197,9 @@ def add_veth(a: str | None = None, b: str | None = None, *, queues: int = 1,
     if ns_b:
         cmd += ["netns", ns_b]
     run(*cmd)
+    _made_links.add(a)
+    if not ns_b:
+        _made_links.add(b)
     return a, b
 
 
@@ -209,6 +226,7 @@ def add_tap(name: str | None = None, *, multi_queue: bool = False) -> str:
     if multi_queue:
         cmd.append("multi_queue")
     run(*cmd)
+    _made_links.add(name)
     return name
 
 
@@ -220,6 +238,41 @@ def tap_device(name: str | None = None, *, multi_queue: bool = False) -> Iterato
         yield name
     finally:
         del_link(name)
+
+
+@dataclass(frozen=True)
+class VethPeer:
+    """A veth pair with our end here and the peer end in its own namespace."""
+    ns: str
+    ours: str
+    peer: str
+    ours_mac: str
+    peer_mac: str
+    ours_ip: str            # not configured on `ours` (a port takes it over)
+    peer_ip: str            # configured on `peer`, /24
+    queues: int = 1
+
+
+@contextlib.contextmanager
+def veth_peer(*, queues: int = 1, up: bool = True) -> Iterator[VethPeer]:
+    """A fresh namespace with the peer end of a veth pair in it (10.x.y.2/24, a
+    permanent neighbour entry for 10.x.y.1 at our end's MAC), our end here
+    (up unless up=False, no address); IPv6 off on both. Deleted after."""
+    k = next(_seq)
+    ours_ip, peer_ip = f"10.{200 + k % 50}.{k % 250}.1", f"10.{200 + k % 50}.{k % 250}.2"
+    with netns() as ns:
+        a, b = add_veth(queues=queues, ns_b=ns)
+        try:
+            disable_ipv6(a)
+            disable_ipv6(b, ns)
+            if up:
+                set_link(a, None, "up")
+            add_addr(b, f"{peer_ip}/24", ns)
+            a_mac, b_mac = link_mac(a), link_mac(b, ns)
+            add_neigh(b, ours_ip, a_mac, ns)
+            yield VethPeer(ns, a, b, a_mac, b_mac, ours_ip, peer_ip, queues)
+        finally:
+            del_link(a)
 
 
 def ping(ns: str | None, dst: str, *, count: int = 3, wait: float = 1,

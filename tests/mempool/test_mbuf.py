@@ -6,12 +6,7 @@ from pypdk.mempool import PktMbufPool, Mbuf
 from pypdk.errors import ResourceError, StateError, UsageError
 
 
-@pytest.fixture
-def pool(eal):
-    p = PktMbufPool("mbuf_test", 256, cache_size=32)
-    yield p
-    assert p.in_use_count == 0, "a test leaked mbufs"
-    p.free()
+pytestmark = pytest.mark.pypdk_pool(eal="eal", size=256, cache_size=32)    # the `pool` fixture
 
 
 def test_fresh_mbuf_has_default_headroom_and_room(pool):

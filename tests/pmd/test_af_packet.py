@@ -22,19 +22,6 @@ GUARD = 20                                       # seconds: hang protection, nev
 
 
 @pytest.fixture
-def pool(eal_no_huge):
-    p = PktMbufPool(nsh.unique_name("afp"), 4096)
-    base = p.in_use_count
-    try:
-        yield p
-    finally:
-        pypdk.pmd.close_all()
-        leaked = p.in_use_count - base
-        p.free()
-        assert leaked == 0, f"{leaked} mbufs not returned to the pool"
-
-
-@pytest.fixture
 def wire():
     """(ours, peer, ns): a veth pair, `peer` in a fresh namespace with HOST_IP.
 

@@ -178,17 +178,7 @@ def peer(make_peer):
     return make_peer()
 
 
-@pytest.fixture
-def pool(eal):
-    """A 4096-mbuf pool; teardown checks every mbuf came back."""
-    p = PktMbufPool(f"axdp{next(_seq)}", 4096)
-    base = p.in_use_count
-    try:
-        yield p
-    finally:
-        pypdk.pmd.close_all()
-        assert p.in_use_count == base, f"{p.in_use_count - base} mbufs not returned"
-        p.free()
+pytestmark = pytest.mark.pypdk_pool(eal="eal")      # the `pool` fixture: 4096 mbufs on hugepages
 
 
 def start_port(peer: Peer, pool, spec_extra: str = "", nb_rxq=1, nb_txq=1, name="net_af_xdp0",

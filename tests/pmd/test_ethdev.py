@@ -4,17 +4,10 @@ import pytest
 
 import pypdk.pmd
 from pypdk.errors import StateError, UsageError
-from pypdk.mempool import PktMbufPool
 from pypdk.pmd import devargs
 
 
-@pytest.fixture
-def pool(eal_no_huge):
-    p = PktMbufPool("ethdev_pool", 2048, cache_size=64)
-    yield p
-    pypdk.pmd.close_all()
-    assert p.in_use_count == 0, "mbufs leaked"
-    p.free()
+pytestmark = pytest.mark.pypdk_pool(size=2048, cache_size=64)      # the `pool` fixture
 
 
 def test_split_spec_gives_name_driver_and_keys():

@@ -14,16 +14,7 @@ from pypdk.mempool import PktMbufPool
 from pypdk.testing import netns as nsh
 
 
-@pytest.fixture
-def pool(eal_no_huge):
-    p = PktMbufPool(nsh.unique_name("pcap"), 2048)
-    try:
-        yield p
-    finally:
-        pypdk.pmd.close_all()
-        leaked = p.in_use_count
-        p.free()
-        assert leaked == 0, f"{leaked} mbufs not returned to the pool"
+pytestmark = pytest.mark.pypdk_pool(size=2048)      # the `pool` fixture
 
 
 def frames(n=40, big=()):

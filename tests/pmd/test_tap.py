@@ -15,16 +15,7 @@ from pypdk.testing import netns as nsh
 HOST_IP, PORT_IP = "10.77.0.1", "10.77.0.2"     # the kernel's side, the port's side
 
 
-@pytest.fixture
-def pool(eal_no_huge):
-    p = PktMbufPool(nsh.unique_name("tap"), 2048)
-    try:
-        yield p
-    finally:
-        pypdk.pmd.close_all()
-        leaked = p.in_use_count
-        p.free()
-        assert leaked == 0, f"{leaked} mbufs not returned to the pool"
+pytestmark = pytest.mark.pypdk_pool(size=2048)      # the `pool` fixture
 
 
 @pytest.fixture

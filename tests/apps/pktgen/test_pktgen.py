@@ -22,6 +22,7 @@ from apps.pktgen import gen                  # noqa: E402
 from pypdk.errors import UsageError          # noqa: E402
 from pypdk.mempool import PktMbufPool        # noqa: E402
 from pypdk.testing import netns as nsh       # noqa: E402
+from pypdk.testing.frames import checksums_ok  # noqa: E402
 
 
 def pypdk_run(*args):
@@ -35,21 +36,6 @@ def run_json(tmp_path, *args):
     r = pypdk_run("--lcores", "0-1", "--no-huge", "--stats-json", out, *args)
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(out.read_text()), r
-
-
-def checksums_ok(raw):
-    """True if the IP (v4) and L4 checksums are what scapy computes afresh."""
-    f = Ether(raw)
-    g = f.copy()
-    l4 = UDP if UDP in f else TCP
-    del g[l4].chksum
-    if IP in g:
-        del g[IP].chksum
-    g = Ether(bytes(g))
-    ok = g[l4].chksum == f[l4].chksum
-    if IP in f:
-        ok = ok and g[IP].chksum == f[IP].chksum
-    return ok
 
 
 def stamp(raw, off):

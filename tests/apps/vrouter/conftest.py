@@ -1,23 +1,8 @@
-"""Fixtures of the vRouter tests (their helpers: harness.py)."""
+"""Fixtures of the vRouter tests (their helpers: harness.py; `pool`, `eal_no_huge`
+and the rest: pypdk.testing.plugin)."""
 import pytest
 
-from pypdk.mempool import PktMbufPool
-from pypdk.testing import netns as nsh
-
 from tests.apps.vrouter.harness import VR_MAC, UNDERLAY, Node
-
-
-@pytest.fixture
-def pool(eal_no_huge):
-    import pypdk.pmd
-    p = PktMbufPool(nsh.unique_name("vr"), 4096)
-    try:
-        yield p
-    finally:
-        pypdk.pmd.close_all()
-        leaked = p.in_use_count
-        p.free()
-        assert leaked == 0, f"{leaked} mbufs not returned to the pool"
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ adds one, `feed` puts frames on its rx ring as if a VM sent them, `drain`
 takes what it transmitted.
 """
 import itertools
-import subprocess
 
-from scapy.all import Ether, IP, IPv6, UDP, rdpcap, PcapWriter
+from scapy.all import Ether, IP, UDP, rdpcap, PcapWriter
 from scapy.contrib.mpls import MPLS
 
 from pypdk.mempool.mbuf import Mbuf
+from pypdk.testing.frames import tshark_check, to_mbufs
 
 VR_MAC = "00:00:5e:00:01:00"
 UNDERLAY = "192.168.50.1"
@@ -33,15 +33,6 @@ HOST = "192.168.50.1"
 PUBLIC = "192.168.100.10"            # a floating IP
 CLIENT = "198.51.100.7"              # a client on the fabric side of it
 _ring_ids = itertools.count(700)
-
-
-def tshark_check(path):
-    out = subprocess.run(["tshark", "-n", "-r", str(path), "-V"], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    bad = [l for l in out.stdout.splitlines() if "Malformed" in l or "cut short" in l
-           or "[Expert Info (Error" in l]
-    assert not bad, f"tshark on {path}: {bad[:5]}"
 
 
 class Node:
@@ -93,23 +84,6 @@ class Node:
 
 
 # ---- frames and checks -----------------------------------------------------------------
-
-def ip_cksum_ok(ip):
-    ref = ip.copy()
-    ref.chksum = None
-    return IP(bytes(ref)).chksum == ip.chksum
-
-
-def l4_cksum_ok(pkt):
-    """The TCP/UDP checksum of an IPv4 or IPv6 packet is what scapy computes."""
-    l3 = pkt[IP] if IP in pkt else pkt[IPv6]
-    l4 = l3.payload
-    ref = l3.copy()
-    ref.payload.chksum = None
-    if IP in pkt:
-        ref.chksum = None
-    return type(l3)(bytes(ref))[type(l4)].chksum == l4.chksum
-
 
 def mpls_udp(label, inner, sport=50000):
     return (Ether(src=REMOTE_MAC, dst=FABRIC_MAC) / IP(src=REMOTE, dst=UNDERLAY) /
@@ -175,11 +149,7 @@ def ring_vif(vr, id, type="virtual", queues=1, **kw):
 
 def feed(vr, dev, frames, q=0):
     """Put frames (scapy packets or bytes) on dev's rx ring, as if a VM sent them."""
-    mbufs = []
-    for f in frames:
-        m = vr.pool.alloc()
-        m.append(bytes(f))
-        mbufs.append(m)
+    mbufs = to_mbufs(vr.pool, frames)
     assert dev.rx_ring(q).enqueue_burst(mbufs) == len(mbufs)
 
 

@@ -8,9 +8,10 @@ from scapy.all import Ether, IP, UDP, TCP, Raw
 from scapy.contrib.mpls import MPLS
 
 from pypdk.errors import UsageError
+from pypdk.testing.frames import ip_cksum_ok, l4_cksum_ok
 from tests.apps.vrouter.harness import (
-    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, PUBLIC, CLIENT, ip_cksum_ok,
-    l4_cksum_ok, ring_vif, feed, drain, fip_vrouter, to_public, truncated)
+    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, PUBLIC, CLIENT, ring_vif,
+    feed, drain, fip_vrouter, to_public, truncated)
 
 
 def fip_node(node, policy):

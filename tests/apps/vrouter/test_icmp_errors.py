@@ -2,7 +2,8 @@
 packet too big once encapsulated (fragmentation needed, with the next-hop MTU)."""
 from scapy.all import Ether, IP, UDP, ICMP, Raw
 
-from tests.apps.vrouter.harness import VR_MAC, VM3_MAC, VM3_IP, ip_cksum_ok, base, l3_tables
+from pypdk.testing.frames import ip_cksum_ok
+from tests.apps.vrouter.harness import VR_MAC, VM3_MAC, VM3_IP, base, l3_tables
 
 
 def test_ttl_expired_dropped_with_time_exceeded(node):

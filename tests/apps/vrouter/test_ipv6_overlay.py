@@ -3,9 +3,10 @@ node with the hop limit, IPv6 policy. (Neighbour solicitations: test_arp_nd_prox
 from scapy.all import Ether, IP, IPv6, UDP, TCP, GRE, Raw, ICMPv6EchoRequest
 from scapy.contrib.mpls import MPLS
 
+from pypdk.testing.frames import ip_cksum_ok, l4_cksum_ok
 from tests.apps.vrouter.harness import (
-    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, VM4_MAC, VM4_IP,
-    ip_cksum_ok, l4_cksum_ok, mpls_udp, ring_vif, feed, drain)
+    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, VM4_MAC, VM4_IP, mpls_udp,
+    ring_vif, feed, drain)
 
 VM3_IP6, REMOTE6, REMOTE6_GRE = "fd00:1::3", "fd00:2::7", "fd00:3::9"
 

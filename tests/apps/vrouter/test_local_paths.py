@@ -2,9 +2,10 @@
 nexthop, the host's frames passed through to the fabric and the fabric's to the host."""
 from scapy.all import Ether, IP, UDP, TCP, ICMP, ARP, Raw
 
+from pypdk.testing.frames import ip_cksum_ok
 from tests.apps.vrouter.harness import (
     VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, VM4_MAC, VM4_IP, VHOST_MAC,
-    HOST, ip_cksum_ok, base, l3_tables)
+    HOST, base, l3_tables)
 
 
 def test_vm_to_vm_same_node(node):

@@ -6,9 +6,10 @@ from scapy.layers.vxlan import VXLAN
 from scapy.contrib.mpls import MPLS
 
 from pypdk.errors import UsageError
+from pypdk.testing.frames import ip_cksum_ok
 from tests.apps.vrouter.harness import (
     VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, base, l3_tables, mpls_udp, VM3_MAC, VM3_IP,
-    VM4_IP, ip_cksum_ok)
+    VM4_IP)
 
 
 def outer(payload, **ipkw):

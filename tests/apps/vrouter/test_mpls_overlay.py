@@ -4,9 +4,10 @@ port's flow entropy), ECMP over tunnels, an IPv6 inner packet."""
 from scapy.all import Ether, IP, IPv6, UDP, TCP, GRE, Raw
 from scapy.contrib.mpls import MPLS
 
+from pypdk.testing.frames import ip_cksum_ok
 from tests.apps.vrouter.harness import (
-    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, VM4_MAC, VM4_IP,
-    ip_cksum_ok, mpls_udp, base, l3_tables)
+    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP, VM4_MAC, VM4_IP, mpls_udp,
+    base, l3_tables)
 
 
 def test_mplsoudp_decap_to_vm(node):

@@ -20,8 +20,8 @@ from scapy.layers.vxlan import VXLAN
 from scapy.contrib.mpls import MPLS
 
 from pypdk.testing import netns as nsh
-from tests.apps.vrouter.harness import (
-    VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, tshark_check, VM3_MAC, VM3_IP)
+from pypdk.testing.frames import tshark_check
+from tests.apps.vrouter.harness import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, VM3_MAC, VM3_IP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

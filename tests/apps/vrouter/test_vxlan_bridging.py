@@ -3,7 +3,8 @@ flooded locally), a VM's frames encapsulated, BUM traffic replicated to every re
 from scapy.all import Ether, IP, UDP, TCP, ARP
 from scapy.layers.vxlan import VXLAN
 
-from tests.apps.vrouter.harness import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC, ip_cksum_ok
+from pypdk.testing.frames import ip_cksum_ok
+from tests.apps.vrouter.harness import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, FABRIC_MAC
 
 
 def test_vxlan_decap_bridges_by_inner_mac(node):
