@@ -51,14 +51,9 @@ cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
     void *calloc(size_t n, size_t size)
 
-cdef extern from "pd_atomic.h" nogil:
-    int pd_load_relaxed_int(const int *p)
-    int pd_load_acquire_int(const int *p)
-    void pd_store_release_int(int *p, int v)
+from pd_atomic cimport pd_load_relaxed_int, pd_load_acquire_int, pd_store_release_int
 
-cdef extern from "pd_config.h":
-    enum:
-        PD_MAX_BURST
+from pd_config cimport PD_MAX_BURST
 
 cdef extern from *:
     """

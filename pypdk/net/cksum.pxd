@@ -27,8 +27,7 @@ from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPPROTO_UDP, PD_IPPROTO_TCP, PD_IPPR
 from pypdk.net.ipv6 cimport pd_ipv6_hdr
 from pypdk.net.byteorder cimport pd_ntohs
 
-cdef extern from "pd_compiler.h":
-    bint pd_likely(bint) nogil
+from pd_compiler cimport pd_likely
 
 
 # ---- sums ---------------------------------------------------------------

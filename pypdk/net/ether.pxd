@@ -7,36 +7,12 @@ from libc.stdint cimport uint8_t, uint16_t
 from libc.string cimport memcpy
 from pypdk.net.byteorder cimport pd_ntohs, pd_htons, PD_BE16
 
-cdef extern from "pd_net.h" nogil:
-    enum:
-        PD_ETHER_ADDR_LEN
-        PD_ETHER_HDR_LEN
-        PD_VLAN_HDR_LEN
-        PD_ETHER_MIN_LEN
-        PD_ETHER_MTU
-        PD_ETHER_TYPE_IPV4
-        PD_ETHER_TYPE_ARP
-        PD_ETHER_TYPE_VLAN
-        PD_ETHER_TYPE_QINQ
-        PD_ETHER_TYPE_IPV6
-        PD_ETHER_TYPE_MPLS
-        PD_ETHER_TYPE_MPLSM
-        PD_ETHER_TYPE_TEB
-        PD_VLAN_VID_MASK
-        PD_VLAN_DEI
-        PD_VLAN_PCP_SHIFT
-
-    struct pd_ether_addr:
-        uint8_t addr_bytes[6]
-
-    struct pd_ether_hdr:
-        pd_ether_addr dst_addr
-        pd_ether_addr src_addr
-        uint16_t ether_type
-
-    struct pd_vlan_hdr:
-        uint16_t vlan_tci
-        uint16_t eth_proto
+from pd_net cimport (pd_ether_addr, pd_ether_hdr, pd_vlan_hdr, PD_ETHER_ADDR_LEN,
+                     PD_ETHER_HDR_LEN, PD_VLAN_HDR_LEN, PD_ETHER_MIN_LEN, PD_ETHER_MTU,
+                     PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_ARP, PD_ETHER_TYPE_VLAN,
+                     PD_ETHER_TYPE_QINQ, PD_ETHER_TYPE_IPV6, PD_ETHER_TYPE_MPLS,
+                     PD_ETHER_TYPE_MPLSM, PD_ETHER_TYPE_TEB, PD_VLAN_VID_MASK, PD_VLAN_DEI,
+                     PD_VLAN_PCP_SHIFT)
 
 
 # vlan_tci (network order as in the header) -> its parts.

@@ -47,17 +47,10 @@ from libc.string cimport memset, memcpy
 from pypdk.net.hash cimport hash_bytes
 from pypdk.net.byteorder cimport pd_load_u64
 
-cdef extern from "pd_compiler.h":
-    bint pd_likely(bint) nogil
-    bint pd_unlikely(bint) nogil
-    void pd_prefetch0(const void *p) nogil
+from pd_compiler cimport pd_likely, pd_unlikely, pd_prefetch0
 
-cdef extern from "pd_atomic.h":
-    uint32_t pd_load_acquire_u32(const uint32_t *p) nogil
-    uint32_t pd_load_relaxed_u32(const uint32_t *p) nogil
-    uint64_t pd_load_acquire_u64(const uint64_t *p) nogil
-    uint64_t pd_load_relaxed_u64(const uint64_t *p) nogil
-    void pd_fence_acquire() nogil
+from pd_atomic cimport (pd_load_acquire_u32, pd_load_relaxed_u32, pd_load_acquire_u64,
+                        pd_load_relaxed_u64, pd_fence_acquire)
 
 cdef enum:
     PD_FH_BUCKET_SLOTS = 8

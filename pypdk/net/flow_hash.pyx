@@ -23,11 +23,8 @@ from pypdk.eal.tablemem cimport table_mem_map, table_mem_unmap
 
 from pypdk.errors import UsageError, ResourceError
 
-cdef extern from "pd_atomic.h":
-    void pd_store_relaxed_u32(uint32_t *p, uint32_t v) nogil
-    void pd_store_release_u32(uint32_t *p, uint32_t v) nogil
-    void pd_store_release_u64(uint64_t *p, uint64_t v) nogil
-    void pd_fence_release() nogil
+from pd_atomic cimport (pd_store_relaxed_u32, pd_store_release_u32, pd_store_release_u64,
+                        pd_fence_release)
 
 KEY_LEN = sizeof(pd_flow_key)
 

@@ -7,17 +7,8 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from pypdk.net.byteorder cimport PD_BE16, pd_ntohl, pd_load_u32
 
-cdef extern from "pd_net.h" nogil:
-    enum:
-        PD_GRE_HDR_LEN
-        PD_GRE_F_CSUM
-        PD_GRE_F_KEY
-        PD_GRE_F_SEQ
-        PD_GRE_VER_MASK
-
-    struct pd_gre_hdr:
-        uint16_t flags_ver
-        uint16_t proto
+from pd_net cimport (pd_gre_hdr, PD_GRE_HDR_LEN, PD_GRE_F_CSUM, PD_GRE_F_KEY, PD_GRE_F_SEQ,
+                     PD_GRE_VER_MASK)
 
 
 # The whole header's length: 4, 8, 12 or 16 bytes.

@@ -13,8 +13,7 @@
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from pypdk.net.byteorder cimport pd_load_u64
 
-cdef extern from "pd_net.h" nogil:
-    uint64_t pd_mul_fold64(uint64_t a, uint64_t b)
+from pd_net cimport pd_mul_fold64
 
 # Full avalanche of one 64-bit word.
 cdef inline uint64_t hash_mix64(uint64_t x) noexcept nogil:

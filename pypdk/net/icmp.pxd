@@ -6,71 +6,16 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from pypdk.net.ether cimport pd_ether_addr
 
-cdef extern from "pd_net.h" nogil:
-    enum:
-        PD_ICMP_ECHO_REPLY
-        PD_ICMP_DEST_UNREACH
-        PD_ICMP_REDIRECT
-        PD_ICMP_ECHO_REQUEST
-        PD_ICMP_TIME_EXCEEDED
-        PD_ICMP_PARAM_PROBLEM
-        PD_ICMP_CODE_FRAG_NEEDED
-
-        PD_ICMP6_DEST_UNREACH
-        PD_ICMP6_PACKET_TOO_BIG
-        PD_ICMP6_TIME_EXCEEDED
-        PD_ICMP6_PARAM_PROBLEM
-        PD_ICMP6_ECHO_REQUEST
-        PD_ICMP6_ECHO_REPLY
-        PD_ICMP6_ROUTER_SOLICIT
-        PD_ICMP6_ROUTER_ADVERT
-        PD_ICMP6_NEIGH_SOLICIT
-        PD_ICMP6_NEIGH_ADVERT
-        PD_ICMP6_REDIRECT
-
-        PD_ND_OPT_SOURCE_LLADDR
-        PD_ND_OPT_TARGET_LLADDR
-        PD_ND_OPT_MTU
-
-    uint32_t PD_ND_NA_FLAG_ROUTER
-    uint32_t PD_ND_NA_FLAG_SOLICITED
-    uint32_t PD_ND_NA_FLAG_OVERRIDE
-
-    struct pd_icmp_hdr:
-        uint8_t icmp_type
-        uint8_t icmp_code
-        uint16_t icmp_cksum
-        uint16_t icmp_ident
-        uint16_t icmp_seq_nb
-
-    struct pd_icmp6_hdr:
-        uint8_t icmp6_type
-        uint8_t icmp6_code
-        uint16_t icmp6_cksum
-        uint32_t icmp6_data
-
-    struct pd_nd_ns_hdr:
-        uint8_t icmp6_type
-        uint8_t icmp6_code
-        uint16_t icmp6_cksum
-        uint32_t reserved
-        uint8_t target[16]
-
-    struct pd_nd_na_hdr:
-        uint8_t icmp6_type
-        uint8_t icmp6_code
-        uint16_t icmp6_cksum
-        uint32_t nd_flags
-        uint8_t target[16]
-
-    struct pd_nd_opt_hdr:
-        uint8_t type
-        uint8_t len
-
-    struct pd_nd_opt_lladdr:
-        uint8_t type
-        uint8_t len
-        pd_ether_addr addr
+from pd_net cimport (PD_ND_NA_FLAG_ROUTER, PD_ND_NA_FLAG_SOLICITED, PD_ND_NA_FLAG_OVERRIDE,
+                     pd_icmp_hdr, pd_icmp6_hdr, pd_nd_ns_hdr, pd_nd_na_hdr, pd_nd_opt_hdr,
+                     pd_nd_opt_lladdr, PD_ICMP_ECHO_REPLY, PD_ICMP_DEST_UNREACH,
+                     PD_ICMP_REDIRECT, PD_ICMP_ECHO_REQUEST, PD_ICMP_TIME_EXCEEDED,
+                     PD_ICMP_PARAM_PROBLEM, PD_ICMP_CODE_FRAG_NEEDED, PD_ICMP6_DEST_UNREACH,
+                     PD_ICMP6_PACKET_TOO_BIG, PD_ICMP6_TIME_EXCEEDED,
+                     PD_ICMP6_PARAM_PROBLEM, PD_ICMP6_ECHO_REQUEST, PD_ICMP6_ECHO_REPLY,
+                     PD_ICMP6_ROUTER_SOLICIT, PD_ICMP6_ROUTER_ADVERT,
+                     PD_ICMP6_NEIGH_SOLICIT, PD_ICMP6_NEIGH_ADVERT, PD_ICMP6_REDIRECT,
+                     PD_ND_OPT_SOURCE_LLADDR, PD_ND_OPT_TARGET_LLADDR, PD_ND_OPT_MTU)
 
 
 # The first ND option of `type` in the `opts_len` bytes at `opts`, or NULL;

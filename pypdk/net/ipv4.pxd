@@ -6,43 +6,13 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from pypdk.net.byteorder cimport pd_ntohs, PD_BE16
 
-cdef extern from "pd_net.h" nogil:
-    enum:
-        PD_IPPROTO_HOPOPTS
-        PD_IPPROTO_ICMP
-        PD_IPPROTO_IPIP
-        PD_IPPROTO_TCP
-        PD_IPPROTO_UDP
-        PD_IPPROTO_IPV6
-        PD_IPPROTO_ROUTING
-        PD_IPPROTO_FRAGMENT
-        PD_IPPROTO_GRE
-        PD_IPPROTO_ESP
-        PD_IPPROTO_AH
-        PD_IPPROTO_ICMPV6
-        PD_IPPROTO_NONE
-        PD_IPPROTO_DSTOPTS
-        PD_IPPROTO_SCTP
-        PD_IPPROTO_MPLS
-
-        PD_IPV4_HDR_LEN
-        PD_IPV4_VHL_DEF
-        PD_IPV4_HDR_DF_FLAG
-        PD_IPV4_HDR_MF_FLAG
-        PD_IPV4_HDR_OFFSET_MASK
-        PD_IPV4_MAX_PKT_LEN
-
-    struct pd_ipv4_hdr:
-        uint8_t version_ihl
-        uint8_t type_of_service
-        uint16_t total_length
-        uint16_t packet_id
-        uint16_t fragment_offset
-        uint8_t time_to_live
-        uint8_t next_proto_id
-        uint16_t hdr_checksum
-        uint32_t src_addr
-        uint32_t dst_addr
+from pd_net cimport (pd_ipv4_hdr, PD_IPPROTO_HOPOPTS, PD_IPPROTO_ICMP, PD_IPPROTO_IPIP,
+                     PD_IPPROTO_TCP, PD_IPPROTO_UDP, PD_IPPROTO_IPV6, PD_IPPROTO_ROUTING,
+                     PD_IPPROTO_FRAGMENT, PD_IPPROTO_GRE, PD_IPPROTO_ESP, PD_IPPROTO_AH,
+                     PD_IPPROTO_ICMPV6, PD_IPPROTO_NONE, PD_IPPROTO_DSTOPTS,
+                     PD_IPPROTO_SCTP, PD_IPPROTO_MPLS, PD_IPV4_HDR_LEN, PD_IPV4_VHL_DEF,
+                     PD_IPV4_HDR_DF_FLAG, PD_IPV4_HDR_MF_FLAG, PD_IPV4_HDR_OFFSET_MASK,
+                     PD_IPV4_MAX_PKT_LEN)
 
 
 cdef inline uint8_t ipv4_version(const pd_ipv4_hdr *ip) noexcept nogil:

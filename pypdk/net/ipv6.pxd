@@ -6,28 +6,8 @@ from pypdk.net.byteorder cimport pd_ntohl, pd_ntohs, pd_load_u64, PD_BE16
 from pypdk.net.ipv4 cimport (PD_IPPROTO_HOPOPTS, PD_IPPROTO_ROUTING, PD_IPPROTO_FRAGMENT,
                              PD_IPPROTO_DSTOPTS, PD_IPPROTO_AH)
 
-cdef extern from "pd_net.h" nogil:
-    enum:
-        PD_IPV6_HDR_LEN
-        PD_IPV6_ADDR_LEN
-
-    struct pd_ipv6_hdr:
-        uint32_t vtc_flow
-        uint16_t payload_len
-        uint8_t proto
-        uint8_t hop_limits
-        uint8_t src_addr[16]
-        uint8_t dst_addr[16]
-
-    struct pd_ipv6_frag_hdr:
-        uint8_t next_header
-        uint8_t reserved
-        uint16_t frag_data
-        uint32_t id
-
-    struct pd_ipv6_ext_hdr:
-        uint8_t next_header
-        uint8_t hdr_ext_len
+from pd_net cimport (pd_ipv6_hdr, pd_ipv6_frag_hdr, pd_ipv6_ext_hdr, PD_IPV6_HDR_LEN,
+                     PD_IPV6_ADDR_LEN)
 
 
 cdef inline uint8_t ipv6_version(const pd_ipv6_hdr *ip6) noexcept nogil:

@@ -5,19 +5,9 @@
 from libc.stdint cimport uint8_t, uint32_t
 from pypdk.net.byteorder cimport pd_ntohl, pd_htonl
 
-cdef extern from "pd_net.h" nogil:
-    enum:
-        PD_MPLS_HDR_LEN
-        PD_MPLS_LABEL_SHIFT
-        PD_MPLS_TC_SHIFT
-        PD_MPLS_BOS_SHIFT
-        PD_MPLS_LABEL_MAX
-        PD_MPLS_LABEL_IPV4_NULL
-        PD_MPLS_LABEL_IPV6_NULL
-        PD_MPLS_LABEL_IMPLICIT_NULL
-
-    struct pd_mpls_hdr:
-        uint32_t lse
+from pd_net cimport (pd_mpls_hdr, PD_MPLS_HDR_LEN, PD_MPLS_LABEL_SHIFT, PD_MPLS_TC_SHIFT,
+                     PD_MPLS_BOS_SHIFT, PD_MPLS_LABEL_MAX, PD_MPLS_LABEL_IPV4_NULL,
+                     PD_MPLS_LABEL_IPV6_NULL, PD_MPLS_LABEL_IMPLICIT_NULL)
 
 
 cdef inline uint32_t mpls_lse_make(uint32_t label, uint8_t tc, bint bos, uint8_t ttl) noexcept nogil:

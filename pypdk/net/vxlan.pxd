@@ -4,15 +4,7 @@
 from libc.stdint cimport uint32_t
 from pypdk.net.byteorder cimport pd_ntohl, pd_htonl, PD_BE32
 
-cdef extern from "pd_net.h" nogil:
-    enum:
-        PD_VXLAN_HDR_LEN
-        PD_VXLAN_VNI_MAX
-    uint32_t PD_VXLAN_F_VNI
-
-    struct pd_vxlan_hdr:
-        uint32_t vx_flags
-        uint32_t vx_vni
+from pd_net cimport PD_VXLAN_F_VNI, pd_vxlan_hdr, PD_VXLAN_HDR_LEN, PD_VXLAN_VNI_MAX
 
 
 cdef inline bint vxlan_vni_valid(const pd_vxlan_hdr *h) noexcept nogil:

@@ -28,9 +28,7 @@ from pypdk.eal.lcore cimport LcoreFunction, lcore_function_new
 
 from pypdk.errors import UsageError
 
-cdef extern from "pd_atomic.h" nogil:
-    int pd_load_relaxed_int(const int *p)
-    void pd_store_release_int(int *p, int v)
+from pd_atomic cimport pd_load_relaxed_int, pd_store_release_int
 
 cdef enum:
     BURST = 32

@@ -17,15 +17,10 @@ from libc.stdlib cimport calloc, free
 
 from pypdk.eal.lcore cimport LcoreFunction, lcore_function_new, lcore_id
 
-cdef extern from "pd_atomic.h" nogil:
-    uint64_t pd_load_relaxed_u64(const uint64_t *p)
-    void pd_store_relaxed_u64(uint64_t *p, uint64_t v)
-    int pd_load_acquire_int(const int *p)
-    int pd_load_relaxed_int(const int *p)
-    void pd_store_release_int(int *p, int v)
+from pd_atomic cimport (pd_load_relaxed_u64, pd_store_relaxed_u64, pd_load_acquire_int,
+                        pd_load_relaxed_int, pd_store_release_int)
 
-cdef extern from "pd_compiler.h" nogil:
-    void pd_pause()
+from pd_compiler cimport pd_pause
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t

@@ -16,8 +16,7 @@ from apps.vrouter.dp.vrouter cimport *
 from apps.vrouter.dp.vif cimport ETH_LEN, drop, eth_write, tx_enqueue
 from apps.vrouter.dp.route cimport route_lookup
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_unlikely(bint)
+from pd_compiler cimport pd_unlikely
 
 cdef enum:
     ICMP_TTL = 64

@@ -27,8 +27,7 @@ from apps.vrouter.dp.flow cimport (key_fill, key_hash, pkt_hash, dest_flow, flow
 from apps.vrouter.dp.route cimport rt_data
 from apps.vrouter.dp.encap cimport encap_vxlan
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_unlikely(bint)
+from pd_compiler cimport pd_unlikely
 
 cdef enum:
     BRIDGE_KEY_LEN = 8

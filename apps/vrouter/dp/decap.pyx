@@ -20,10 +20,7 @@ from apps.vrouter.dp.flow cimport (key_fill, key_hash, pkt_hash, flow_get, flow_
                                    flow_prefetch_bucket, flow_burst_lookup, FLOW_POS_UNKNOWN, FLOW_POS_WANT)
 from apps.vrouter.dp.bridge cimport bridge_pre, bridge_fin
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_likely(bint)
-    bint pd_unlikely(bint)
-    void pd_prefetch0(const void *p)
+from pd_compiler cimport pd_likely, pd_unlikely, pd_prefetch0
 
 
 cdef inline void to_vhost(vr_worker *w, uint16_t in_id, pd_mbuf *m) noexcept nogil:

@@ -25,8 +25,7 @@ from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from apps.vrouter.dp.vif cimport ETH_LEN, drop, eth_write, vif_tx
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_unlikely(bint)
+from pd_compiler cimport pd_unlikely
 
 cdef enum:
     MPLSOUDP_HLEN = 14 + 20 + 8 + 4     # outer headers written in front of the inner IP packet

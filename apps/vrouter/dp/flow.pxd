@@ -37,14 +37,9 @@ from pypdk.net.flow_hash cimport (pd_flow_hash, pd_flow_key, flow_hash_hash, flo
                                   _fh_b1, _fh_rec, PD_FH_BUCKET_SLOTS)
 from apps.vrouter.dp.vif cimport drop
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_likely(bint)
-    bint pd_unlikely(bint)
-    void pd_prefetch0(const void *p)
+from pd_compiler cimport pd_likely, pd_unlikely, pd_prefetch0
 
-cdef extern from "pd_atomic.h" nogil:
-    uint32_t pd_load_acquire_u32(const uint32_t *p)
-    uint64_t pd_load_relaxed_u64(const uint64_t *p)
+from pd_atomic cimport pd_load_acquire_u32, pd_load_relaxed_u64
 
 # The 64-bit hash of a flow key (the flow table's hash, its seed included).
 cdef inline uint64_t key_hash(vr_router *r, const pd_flow_key *k) noexcept nogil:

@@ -9,8 +9,7 @@ from pypdk.net.flow_hash cimport (flow_hash_create, flow_hash_free, flow_hash_ad
                                   flow_hash_reclaim, PD_FH_F_DEFER_FREE)
 from pypdk.eal.tablemem cimport table_mem_map, table_mem_unmap
 
-cdef extern from "pd_atomic.h" nogil:
-    void pd_store_release_u32(uint32_t *p, uint32_t v)
+from pd_atomic cimport pd_store_release_u32
 
 
 cdef inline bint pfx_match(const uint8_t *a, const uint8_t *p, uint32_t plen) noexcept nogil:

@@ -25,8 +25,7 @@ from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_RESOLVE, drop, eth_write, vif_tx,
 from apps.vrouter.dp.arp cimport icmp4_error
 from apps.vrouter.dp.encap cimport encap_mpls
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_unlikely(bint)
+from pd_compiler cimport pd_unlikely
 
 # Forward an L3 packet (m starts with its Ethernet header, IP at +14) through
 # nh. in_vif: where it came from (for errors). decrement: a routed hop

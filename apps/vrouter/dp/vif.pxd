@@ -15,9 +15,7 @@ from pypdk.net.ether cimport pd_ether_hdr
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_likely(bint)
-    bint pd_unlikely(bint)
+from pd_compiler cimport pd_likely, pd_unlikely
 
 cdef enum:
     ETH_LEN = 14
