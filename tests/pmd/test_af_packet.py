@@ -16,6 +16,7 @@ import pypdk.pmd
 from pypdk.errors import ResourceError, UsageError
 from pypdk.mempool import PktMbufPool
 from pypdk.testing import netns as nsh
+from pypdk.testing.frames import ns_send_raw, to_mbufs
 
 HOST_IP, PORT_IP = "10.79.0.1", "10.79.0.2"     # the kernel's side (in the netns), the port's
 GUARD = 20                                       # seconds: hang protection, never asserted on
@@ -90,33 +91,9 @@ def ns_sendp(ns, iface, frames, tmp_path):
                timeout=GUARD * 3)
 
 
-def ns_send_raw(ns, iface, frames):
-    """Frames sent back to back from a packet socket in the namespace (fast:
-    they tend to share one ring block on our side)."""
-    nsh.ns_run(ns, sys.executable, "-c",
-               "import socket, sys\n"
-               "s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
-               "s.bind((sys.argv[1], 0))\n"
-               "for line in sys.stdin.read().split():\n"
-               "    s.send(bytes.fromhex(line))\n", iface,
-               input="\n".join(bytes(f).hex() for f in frames), timeout=GUARD)
-
-
 def tx_frames(port, pool, frames, queue=0, seg=None):
     """Transmit frames (bytes); with `seg`, each as a chain of seg-byte segments."""
-    mbufs = []
-    for data in frames:
-        data = bytes(data)
-        step = seg or max(len(data), 1)
-        head = None
-        for off in range(0, len(data), step):
-            m = pool.alloc()
-            m.append(data[off:off + step])
-            if head is None:
-                head = m
-            else:
-                head.chain(m)
-        mbufs.append(head)
+    mbufs = to_mbufs(pool, frames, seg)
     sent = port.tx_burst(queue, mbufs)
     for m in mbufs[sent:]:
         m.free()

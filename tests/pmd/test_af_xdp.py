@@ -28,6 +28,7 @@ import pypdk.pmd
 from pypdk.errors import ResourceError, UsageError
 from pypdk.mempool.mbuf import PktMbufPool
 from pypdk.testing import netns as N
+from pypdk.testing.frames import mac_bytes, ns_send_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ETH_P_TEST = 0x88B5          # IEEE local experimental ethertype: nobody else sends it
@@ -60,10 +61,6 @@ def assert_no_xdp(ifname: str) -> None:
     assert xdp_state(ifname) is None
 
 
-def mac_bytes(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", ""))
-
-
 def make_frame(dst: bytes, src: bytes, seq: int, size: int) -> bytes:
     """An Ethernet frame of ETH_P_TEST: a 4-byte sequence number, then a pattern."""
     body = struct.pack("<I", seq) + bytes((seq + i) & 0xff for i in range(size - 18))
@@ -87,14 +84,6 @@ def collect(port, n: int, queue: int = 0, match=None, deadline: float = 10.0) ->
     return got
 
 
-_SENDER = textwrap.dedent("""
-    import socket, sys
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((sys.argv[1], 0))
-    for line in sys.stdin.read().split():
-        s.send(bytes.fromhex(line))
-""")
-
 _CAPTURE = textwrap.dedent("""
     import socket, sys, select, time
     ifname, count, etype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -112,11 +101,6 @@ _CAPTURE = textwrap.dedent("""
         print(data.hex(), flush=True)
         n += 1
 """)
-
-
-def ns_send_raw(ns: str, ifname: str, frames: list[bytes]) -> None:
-    """Send frames on ifname inside ns through a raw AF_PACKET socket."""
-    N.ns_run(ns, sys.executable, "-c", _SENDER, ifname, input="\n".join(f.hex() for f in frames))
 
 
 class Capture:

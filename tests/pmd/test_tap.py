@@ -11,6 +11,7 @@ import pypdk.pmd
 from pypdk.errors import UsageError, ResourceError
 from pypdk.mempool import PktMbufPool
 from pypdk.testing import netns as nsh
+from pypdk.testing.frames import to_mbufs
 
 HOST_IP, PORT_IP = "10.77.0.1", "10.77.0.2"     # the kernel's side, the port's side
 
@@ -32,24 +33,14 @@ def tun_flags(name, ns=None):
 
 
 def send(port, pool, frame, queue=0):
-    """Transmit one scapy frame (optionally split into `chunks` chained segments)."""
-    m = pool.alloc()
-    m.append(bytes(frame))
-    assert port.tx_burst(queue, [m]) == 1
+    """Transmit one scapy frame."""
+    assert port.tx_burst(queue, to_mbufs(pool, [frame])) == 1
 
 
 def send_chained(port, pool, frame, seg):
-    data = bytes(frame)
-    head = None
-    for off in range(0, len(data), seg):
-        m = pool.alloc()
-        m.append(data[off:off + seg])
-        if head is None:
-            head = m
-        else:
-            head.chain(m)
-    assert port.tx_burst(0, [head]) == 1
-    return head is not None
+    """Transmit one frame as a chain of seg-byte segments."""
+    assert port.tx_burst(0, to_mbufs(pool, [frame], seg)) == 1
+    return True
 
 
 def answer(port, pool, f, chain=None):
