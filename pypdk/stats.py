@@ -19,7 +19,7 @@ this module turns those dicts into what people and programs read:
                       "ipackets": N, "opackets": N, "ibytes": N, "obytes": N,
                       "imissed": N, "ierrors": N, "oerrors": N, "rx_nombuf": N,
                       "xstats": {...}, "lcore": {"rx": N, "tx": N, "dropped": N}}},
-     "lcores": {"1": {"polls": N, "empty_polls": N, "rx": N, "tx": N, ...}},
+     "lcores": {"1": {"polls": N, "empty_polls": N, "rx": N, "tx": N, ...}},   # LCORE_COUNTERS
      "app": {...}}                          # whatever the app's app_stats() returns
 
   Counters are totals since the ports started; `duration` and the rates are
@@ -41,6 +41,23 @@ from dataclasses import dataclass, field
 
 ETH_DROP_COUNTERS = ("imissed", "ierrors", "oerrors", "rx_nombuf")
 HOP_PORT_KEYS = ("rx", "tx", "dropped")
+
+# Every lcore's loop counters, in this order (pypdk/worker/lcore_loop.pxd:
+# pd_lcore_stats, checked against these names when it loads). A model adds
+# its own after them (py_errors; pktgen's nombuf and rx_other; the vRouter's
+# dropped, flows_created and traps).
+LCORE_COUNTERS = (
+    "polls",            # rx bursts (or ring dequeues, or tx rounds) attempted
+    "empty_polls",      # ... that brought nothing
+    "rx",               # packets in
+    "tx",               # packets out (taken by a port or a ring)
+    "tx_dropped",       # refused by a tx queue: freed
+    "app_dropped",      # dropped by the app's hook: freed by the loop
+    "taken",            # taken over by the app's hook (sent, queued or dropped by it)
+    "ring_full",        # pipeline back-pressure: the next ring was full, freed
+    "no_route",         # pipeline tx stage: m.port has no route, freed
+    "idle_yields",      # sched_yield calls after yield_after empty rounds
+)
 
 
 # ---- attributing worker counters to ports --------------------------------------------------
@@ -102,12 +119,13 @@ class Sample:
 
 def take(ports, plan=None, xstats=False) -> Sample:
     """Sample the ports' counters and the plan's lcore/port counters now."""
+    from pypdk.pmd.ethdev import mac_str
     s = Sample(time.monotonic())
     for p in ports:
         if p.state == "closed":
             continue
         st = dict(p.stats())
-        st.update(name=p.name, driver=p.driver, mac=p.mac_addr)
+        st.update(name=p.name, driver=p.driver, mac=mac_str(p.mac))
         s.ports[p.port_id] = st
         if xstats:
             s.xstats[p.port_id] = dict(p.xstats())

@@ -1,9 +1,10 @@
 """l2fwd's hot path: rewrite each frame's Ethernet addresses for the port it leaves by.
 
-The loop is pypdk's run-to-completion loop (`rtc_loop`, inline in
-pypdk/worker/rtc.pxd) compiled here around `l2fwd_rewrite`, so the C
-compiler sees a constant hook and inlines it: per burst, one rx_burst, the
-rewrite, one tx_burst; per packet, one 12-byte copy.
+The loop is pypdk's run-to-completion loop (`rtc_round` and `rtc_loop`,
+inline in pypdk/worker/rtc.pxd over the skeleton of lcore_loop.pxd)
+compiled here around `l2fwd_rewrite`, so the C compiler sees a constant
+hook and inlines it: per burst, one rx_burst, the rewrite, one tx_burst;
+per packet, one 12-byte copy.
 
 For the tx port P the frame gets destination 02:00:00:00:00:P and P's own
 MAC as source; both are precomputed per port in `hdr[P]` (12 bytes), so
@@ -11,15 +12,15 @@ the per-packet work is a single fixed-size memcpy. A frame shorter than an
 Ethernet header is malformed: it is dropped (the loop frees it and counts
 it as app_dropped), never rewritten.
 """
-from libc.stdint cimport uint16_t, uint64_t
+from libc.stdint cimport uint16_t, int32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from pypdk.mempool.mbuf cimport pd_mbuf
-from pypdk.worker.rtc cimport (RtcWorker, BurstHook, burst_hook_new, rtc_loop, pd_rtc_conf,
-                               pd_hop, pd_unlikely, PD_MAX_ETHPORTS)
+from pypdk.worker.lcore_loop cimport (BurstHook, burst_hook_new, pd_hop, pd_unlikely,
+                                      PD_MAX_ETHPORTS)
+from pypdk.worker.rtc cimport RtcWorker, pd_rtc_conf, rtc_round, rtc_loop
 
-cdef extern from "pd_compiler.h":
-    void pd_prefetch0(const void *p) nogil
+from pd_compiler cimport pd_prefetch0
 
 cdef enum:
     ETH_HLEN = 14
@@ -47,9 +48,13 @@ cdef inline uint16_t l2fwd_rewrite(void *ctx, pd_hop *hop, pd_mbuf **pkts,
     return keep
 
 
-cdef int l2fwd_main(void *arg) noexcept nogil:
+cdef int32_t l2fwd_round(void *arg) noexcept nogil:
     cdef pd_rtc_conf *c = <pd_rtc_conf *>arg
-    return rtc_loop(c, l2fwd_rewrite, c.hook_ctx)
+    return rtc_round(c, l2fwd_rewrite, c.hook_ctx)
+
+
+cdef int l2fwd_main(void *arg) noexcept nogil:
+    return rtc_loop(<pd_rtc_conf *>arg, l2fwd_round)
 
 
 cdef class MacTable:

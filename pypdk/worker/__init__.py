@@ -1,26 +1,36 @@
-"""What an lcore runs: the processing models apps reuse.
+"""What an lcore runs: one loop skeleton and the processing models on it.
+
+Every worker lcore runs the skeleton of `lcore_loop.pxd`: rounds until its
+quit flag is set, the idle policy (`yield_after`) after each round, an
+optional per-round callback (the lcore's quiescent point), and one set of
+loop counters (`LCORE_STAT_NAMES`, the per-lcore keys of --stats-json). On
+it:
 
 - run-to-completion (`rtc.RtcWorker`): an lcore polls its hops (rx queue ->
   tx queue), runs a C hook on each burst, transmits, frees what was refused;
 - pipeline (`pipeline.Pipeline`): an rx stage, worker stages and a tx stage
   on different lcores joined by SP/SC rings, back-pressure counted;
-- Python per burst (`pyburst.PyBurstWorker`): the slow path for prototyping.
+- Python per burst (`pyburst.PyBurstWorker`): the slow path for prototyping;
+- and the apps' own loops (pktgen's generator, the vRouter's forwarding
+  lcores), compiled around the same skeleton.
 
-Every worker has the same Python face: `lcore_function()` (what to launch),
-`stop()`, `stats()` (the lcore's loop counters) and `port_stats()`
-(per-port rx/tx/dropped). `make_plan` turns {lcore: worker} into the `Plan`
-an app's setup() returns.
+Every worker is an `LcoreWorker`, with one Python face: `lcore_function()`
+(what to launch), `stop()`, `stats()` (the lcore's loop counters, then the
+model's own) and `port_stats()` (per-port rx/tx/dropped). `make_plan` turns
+{lcore: worker} into the `Plan` an app's setup() returns.
 """
 from __future__ import annotations
 
 from pypdk.app import Plan
 from pypdk.errors import UsageError
-from pypdk.worker.rtc import RtcWorker, BurstHook, macswap, drop, LCORE_STAT_NAMES
+from pypdk.worker.lcore_loop import (LcoreWorker, BurstHook, LCORE_STAT_NAMES, HOP_STAT_NAMES,
+                                     HOOK_TOOK)
+from pypdk.worker.rtc import RtcWorker, macswap, drop
 from pypdk.worker.pipeline import Pipeline, Stage
 from pypdk.worker.pyburst import PyBurstWorker
 
-__all__ = ["RtcWorker", "BurstHook", "macswap", "drop", "Pipeline", "Stage", "PyBurstWorker",
-           "make_plan", "LCORE_STAT_NAMES"]
+__all__ = ["LcoreWorker", "RtcWorker", "BurstHook", "macswap", "drop", "Pipeline", "Stage",
+           "PyBurstWorker", "make_plan", "LCORE_STAT_NAMES", "HOP_STAT_NAMES", "HOOK_TOOK"]
 
 
 def _check_queue_owners(workers: dict) -> None:
@@ -42,8 +52,9 @@ def make_plan(workers: dict, close=None, app_stats=None, periodic=None, info=Non
     queue (drivers' queues are single-threaded).
 
     Args:
-        workers: {lcore id: worker} (RtcWorker, Stage, PyBurstWorker, or
-            anything with lcore_function/stop/stats/port_stats).
+        workers: {lcore id: worker}: LcoreWorkers (RtcWorker, Stage,
+            PyBurstWorker, an app's own), or anything with
+            lcore_function/stop/stats/port_stats.
         close, app_stats, periodic, info: the Plan fields of the same name.
     """
     from pypdk import stats

@@ -7,15 +7,16 @@
 #
 # A full ring is back-pressure: the stage drops what did not fit (frees it)
 # and counts it in ring_full, so a slow stage never stalls the one before.
-# The hook contract is rtc.pxd's: the hook sees a hop whose ports are
+# Each stage is the lcore skeleton's loop (lcore_loop.pxd) with its own
+# round. The hook contract is lcore_loop.pxd's: the hook sees a hop whose ports are
 # PD_PORT_NONE (in a pipeline the packet's port is in m.port; a hook that
 # routes sets m.port to the key of the route the tx stage should use).
 
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from pypdk.ring.ring cimport pd_ring
 from pypdk.pmd.ethdev cimport pd_eth_fp
-from pypdk.worker.rtc cimport (pd_hop, pd_lcore_stats, burst_hook_t, PD_RTC_MAX_HOPS,
-                               PD_MAX_ETHPORTS)
+from pypdk.worker.lcore_loop cimport (pd_lcore, pd_hop, burst_hook_t, LcoreWorker,
+                                      PD_LCORE_MAX_HOPS, PD_MAX_ETHPORTS)
 
 cdef enum:
     PD_STAGE_RX = 0
@@ -31,24 +32,24 @@ ctypedef struct pd_route:
     uint64_t tx_dropped     # ... refused (freed)
 
 ctypedef struct pd_stage:
-    int quit                # set by the main lcore (release), polled relaxed
+    pd_lcore lc             # the loop state (quit, idle policy, counters)
     uint16_t kind           # PD_STAGE_*
     uint16_t burst
     uint16_t nb_hops        # rx stage: rx queues polled (hops[i].rx_*)
-    uint32_t yield_after
     pd_ring *in_ring        # worker and tx stages
     pd_ring *out_ring       # rx and worker stages
     burst_hook_t hook       # worker stage (NULL: pass through)
     void *hook_ctx
-    pd_lcore_stats stats
     pd_hop hop              # worker stage: what the hook is shown
-    pd_hop hops[PD_RTC_MAX_HOPS]
+    pd_hop hops[PD_LCORE_MAX_HOPS]
     pd_route routes[PD_MAX_ETHPORTS]   # tx stage, indexed by m.port
+    uint16_t tx_count[PD_MAX_ETHPORTS] # tx stage: packets bucketed per key (0 between rounds)
 
 cdef int stage_main(void *arg) noexcept nogil
 
-cdef class Stage:
+cdef class Stage(LcoreWorker):
     cdef pd_stage *s
     cdef readonly str name
     cdef readonly str kind
     cdef object keep        # rings and the hook owner
+    cdef bint closed        # its pipeline was closed: the rings are gone

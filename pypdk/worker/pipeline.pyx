@@ -21,159 +21,134 @@ A packet whose m.port has no route is freed and counted as `no_route`.
     ...
     pipe.stop(); eal.mp_wait_lcore(); pipe.close()   # close frees what rings still hold
 
+or, as a context manager, `with Pipeline(...) as pipe:` closes it on the way out
+(after the lcores returned).
+
 Every loop is `noexcept nogil`, bursts on the stack, no allocation.
 """
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, int32_t, uint64_t
 from libc.stdlib cimport free
-from libc.string cimport memset
 
 from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_free, pktmbuf_free_bulk
 from pypdk.ring.ring cimport (Ring, ring_sp_enqueue_burst, ring_sc_dequeue_burst,
                               ring_mc_dequeue_burst)
-from pypdk.pmd.ethdev cimport eth_port_fp, fp_rx_burst, fp_tx_burst
-from pypdk.eal.lcore cimport lcore_function_new
-from pypdk.worker.rtc cimport (BurstHook, PD_PORT_NONE, PD_MAX_BURST, PD_BURST,
-                               pd_likely, pd_unlikely, pd_load_relaxed_int,
-                               pd_store_release_int, sched_yield)
+from pypdk.pmd.ethdev cimport eth_port_fp, fp_tx_burst
+from pypdk.worker.lcore_loop cimport (BurstHook, lcore_loop, lcore_rx, hook_result, conf_alloc,
+                                      PD_PORT_NONE, PD_MAX_BURST, PD_BURST, pd_likely,
+                                      pd_unlikely)
 
-from pypdk.errors import UsageError
-from pypdk.worker.rtc import (LCORE_STAT_NAMES, _port_of, check_queue, check_burst,
-                              check_yield_after)
-
-cdef extern from "<stdlib.h>" nogil:
-    int posix_memalign(void **memptr, size_t alignment, size_t size)
+from pypdk.errors import UsageError, StateError
+from pypdk.worker.lcore_loop import _port_of, check_queue, check_burst, check_yield_after
 
 
-# ---- the stage loops ---------------------------------------------------------------------
+# ---- the stage rounds (lcore_loop runs them) ------------------------------------------------
 
-cdef inline void _idle(pd_stage *s, bint got, uint32_t *idle) noexcept nogil:
-    if got:
-        idle[0] = 0
-    elif s.yield_after:
-        idle[0] += 1
-        if idle[0] >= s.yield_after:
-            sched_yield()           # stages sharing a cpu let each other run
-            s.stats.idle_yields += 1
-            idle[0] = 0
-
-
-cdef int _rx_stage(pd_stage *s) noexcept nogil:
+cdef int32_t _rx_round(void *arg) noexcept nogil:
+    cdef pd_stage *s = <pd_stage *>arg
     cdef pd_mbuf *pkts[PD_MAX_BURST]
     cdef uint16_t nb_rx, nb_enq, h
-    cdef uint32_t idle = 0
-    cdef bint got
+    cdef int32_t got = 0
     cdef pd_hop *hop
-    while not pd_load_relaxed_int(&s.quit):
-        got = False
-        for h in range(s.nb_hops):
-            hop = &s.hops[h]
-            nb_rx = fp_rx_burst(hop.rx_fp, hop.rx_queue, pkts, s.burst)
-            s.stats.polls += 1
-            if nb_rx == 0:
-                s.stats.empty_polls += 1
-                continue
-            hop.stats.rx += nb_rx
-            s.stats.rx += nb_rx
-            nb_enq = <uint16_t>ring_sp_enqueue_burst(s.out_ring, <void **>pkts, nb_rx)
-            hop.stats.tx += nb_enq
-            s.stats.tx += nb_enq
-            # Progress is what reached the ring: a round that only dropped
-            # (ring full) counts as idle, so an rx stage sharing a cpu with
-            # the next stage (yield_after > 0) lets it run instead of filling
-            # its whole time slice with drops.
-            if nb_enq:
-                got = True
-            if pd_unlikely(nb_enq < nb_rx):
-                pktmbuf_free_bulk(&pkts[nb_enq], nb_rx - nb_enq)
-                hop.stats.tx_dropped += nb_rx - nb_enq
-                s.stats.ring_full += nb_rx - nb_enq
-        _idle(s, got, &idle)
-    return 0
+    for h in range(s.nb_hops):
+        hop = &s.hops[h]
+        nb_rx = lcore_rx(&s.lc, hop.rx_fp, hop.rx_queue, pkts, s.burst)
+        if nb_rx == 0:
+            continue
+        hop.stats.rx += nb_rx
+        nb_enq = <uint16_t>ring_sp_enqueue_burst(s.out_ring, <void **>pkts, nb_rx)
+        hop.stats.tx += nb_enq
+        s.lc.stats.tx += nb_enq
+        # Progress is what reached the ring: a round that only dropped
+        # (ring full) counts as idle, so an rx stage sharing a cpu with
+        # the next stage (yield_after > 0) lets it run instead of filling
+        # its whole time slice with drops.
+        got += nb_enq
+        if pd_unlikely(nb_enq < nb_rx):
+            pktmbuf_free_bulk(&pkts[nb_enq], nb_rx - nb_enq)
+            hop.stats.tx_dropped += nb_rx - nb_enq
+            s.lc.stats.ring_full += nb_rx - nb_enq
+    return got
 
 
-cdef int _work_stage(pd_stage *s) noexcept nogil:
+cdef inline uint16_t _dequeue(pd_stage *s, pd_mbuf **pkts) noexcept nogil:
+    """One burst from the stage's input ring, counted like an rx burst."""
+    cdef uint16_t nb = <uint16_t>ring_sc_dequeue_burst(s.in_ring, <void **>pkts, s.burst)
+    s.lc.stats.polls += 1
+    if nb == 0:
+        s.lc.stats.empty_polls += 1
+    s.lc.stats.rx += nb
+    return nb
+
+
+cdef int32_t _work_round(void *arg) noexcept nogil:
+    cdef pd_stage *s = <pd_stage *>arg
     cdef pd_mbuf *pkts[PD_MAX_BURST]
     cdef uint16_t nb, nb_keep, nb_enq
-    cdef uint32_t idle = 0
-    while not pd_load_relaxed_int(&s.quit):
-        nb = <uint16_t>ring_sc_dequeue_burst(s.in_ring, <void **>pkts, s.burst)
-        s.stats.polls += 1
-        if nb == 0:
-            s.stats.empty_polls += 1
-            _idle(s, False, &idle)
-            continue
-        _idle(s, True, &idle)
-        s.stats.rx += nb
-        nb_keep = nb
-        if s.hook != NULL:
-            nb_keep = s.hook(s.hook_ctx, &s.hop, pkts, nb)
-            if pd_unlikely(nb_keep < nb):
-                pktmbuf_free_bulk(&pkts[nb_keep], nb - nb_keep)
-                s.stats.app_dropped += nb - nb_keep
-        if nb_keep == 0:
-            continue
-        nb_enq = <uint16_t>ring_sp_enqueue_burst(s.out_ring, <void **>pkts, nb_keep)
-        s.stats.tx += nb_enq
-        if pd_unlikely(nb_enq < nb_keep):
-            pktmbuf_free_bulk(&pkts[nb_enq], nb_keep - nb_enq)
-            s.stats.ring_full += nb_keep - nb_enq
-    return 0
+    nb = _dequeue(s, pkts)
+    if nb == 0:
+        return 0
+    nb_keep = nb
+    if s.hook != NULL:
+        nb_keep = s.hook(s.hook_ctx, &s.hop, pkts, nb)
+        if pd_unlikely(nb_keep != nb):
+            nb_keep = hook_result(&s.lc, &s.hop, pkts, nb_keep, nb)
+    if nb_keep == 0:
+        return nb
+    nb_enq = <uint16_t>ring_sp_enqueue_burst(s.out_ring, <void **>pkts, nb_keep)
+    s.lc.stats.tx += nb_enq
+    if pd_unlikely(nb_enq < nb_keep):
+        pktmbuf_free_bulk(&pkts[nb_enq], nb_keep - nb_enq)
+        s.lc.stats.ring_full += nb_keep - nb_enq
+    return nb
 
 
-cdef int _tx_stage(pd_stage *s) noexcept nogil:
+cdef int32_t _tx_round(void *arg) noexcept nogil:
+    cdef pd_stage *s = <pd_stage *>arg
     cdef pd_mbuf *pkts[PD_MAX_BURST]
     # One bucket per route key, so each tx queue gets one burst per dequeue.
     cdef pd_mbuf *bucket[PD_MAX_ETHPORTS][PD_MAX_BURST]
-    cdef uint16_t count[PD_MAX_ETHPORTS]
     cdef uint16_t used[PD_MAX_ETHPORTS]
+    cdef uint16_t *count = s.tx_count
     cdef uint16_t nb, nb_used, i, key, nb_tx
-    cdef uint32_t idle = 0
     cdef pd_mbuf *m
     cdef pd_route *r
-    memset(count, 0, sizeof(count))
-    while not pd_load_relaxed_int(&s.quit):
-        nb = <uint16_t>ring_sc_dequeue_burst(s.in_ring, <void **>pkts, s.burst)
-        s.stats.polls += 1
-        if nb == 0:
-            s.stats.empty_polls += 1
-            _idle(s, False, &idle)
+    nb = _dequeue(s, pkts)
+    if nb == 0:
+        return 0
+    nb_used = 0
+    for i in range(nb):
+        m = pkts[i]
+        key = m.port
+        if pd_unlikely(key >= PD_MAX_ETHPORTS or not s.routes[key].valid):
+            pktmbuf_free(m)
+            s.lc.stats.no_route += 1
             continue
-        _idle(s, True, &idle)
-        s.stats.rx += nb
-        nb_used = 0
-        for i in range(nb):
-            m = pkts[i]
-            key = m.port
-            if pd_unlikely(key >= PD_MAX_ETHPORTS or not s.routes[key].valid):
-                pktmbuf_free(m)
-                s.stats.no_route += 1
-                continue
-            if count[key] == 0:
-                used[nb_used] = key
-                nb_used += 1
-            bucket[key][count[key]] = m
-            count[key] += 1
-        for i in range(nb_used):
-            key = used[i]
-            r = &s.routes[key]
-            nb_tx = fp_tx_burst(r.fp, r.queue, bucket[key], count[key])
-            r.tx += nb_tx
-            s.stats.tx += nb_tx
-            if pd_unlikely(nb_tx < count[key]):
-                pktmbuf_free_bulk(&bucket[key][nb_tx], count[key] - nb_tx)
-                r.tx_dropped += count[key] - nb_tx
-                s.stats.tx_dropped += count[key] - nb_tx
-            count[key] = 0
-    return 0
+        if count[key] == 0:
+            used[nb_used] = key
+            nb_used += 1
+        bucket[key][count[key]] = m
+        count[key] += 1
+    for i in range(nb_used):
+        key = used[i]
+        r = &s.routes[key]
+        nb_tx = fp_tx_burst(r.fp, r.queue, bucket[key], count[key])
+        r.tx += nb_tx
+        s.lc.stats.tx += nb_tx
+        if pd_unlikely(nb_tx < count[key]):
+            pktmbuf_free_bulk(&bucket[key][nb_tx], count[key] - nb_tx)
+            r.tx_dropped += count[key] - nb_tx
+            s.lc.stats.tx_dropped += count[key] - nb_tx
+        count[key] = 0
+    return nb
 
 
 cdef int stage_main(void *arg) noexcept nogil:
     cdef pd_stage *s = <pd_stage *>arg
     if s.kind == PD_STAGE_RX:
-        return _rx_stage(s)
+        return lcore_loop(&s.lc, _rx_round, s, s.lc.on_round, s.lc.on_round_ctx)
     if s.kind == PD_STAGE_WORK:
-        return _work_stage(s)
-    return _tx_stage(s)
+        return lcore_loop(&s.lc, _work_round, s, s.lc.on_round, s.lc.on_round_ctx)
+    return lcore_loop(&s.lc, _tx_round, s, s.lc.on_round, s.lc.on_round_ctx)
 
 
 cdef uint64_t _drain(pd_ring *r) noexcept nogil:
@@ -194,22 +169,19 @@ cdef uint64_t _drain(pd_ring *r) noexcept nogil:
 _KIND_NAMES = {PD_STAGE_RX: "rx", PD_STAGE_WORK: "worker", PD_STAGE_TX: "tx"}
 
 
-cdef class Stage:
+cdef class Stage(LcoreWorker):
     """One pipeline stage: what one lcore runs. Made by `Pipeline`."""
 
     def __cinit__(self, *a, **kw):
-        cdef void *mem = NULL
-        if posix_memalign(&mem, 64, sizeof(pd_stage)) != 0:
-            raise MemoryError()
-        memset(mem, 0, sizeof(pd_stage))
-        self.s = <pd_stage *>mem
+        self.s = <pd_stage *>conf_alloc(sizeof(pd_stage))
+        self.set_conf(&self.s.lc, stage_main, self.s)
 
     def __init__(self, str name, int kind, int burst, int yield_after):
         self.name = name
         self.kind = _KIND_NAMES[kind]
         self.s.kind = kind
         self.s.burst = burst
-        self.s.yield_after = yield_after
+        self.s.lc.yield_after = yield_after
         self.s.hop.rx_port = self.s.hop.tx_port = PD_PORT_NONE
         self.keep = []
 
@@ -218,18 +190,15 @@ cdef class Stage:
         self.s = NULL
 
     def lcore_function(self):
-        """The LcoreFunction to launch (clears the quit flag)."""
-        pd_store_release_int(&self.s.quit, 0)
-        return lcore_function_new(stage_main, self.s, self)
+        """The LcoreFunction to launch (clears the quit flag).
 
-    def stop(self):
-        """Make the stage's loop return."""
-        pd_store_release_int(&self.s.quit, 1)
-
-    def stats(self):
-        """The lcore's loop counters (rtc.LCORE_STAT_NAMES)."""
-        cdef dict d = self.s.stats      # struct -> dict (a copy)
-        return {k: d[k] for k in LCORE_STAT_NAMES}
+        Raises:
+            StateError: the pipeline was closed.
+        """
+        if self.closed:
+            raise StateError(f"stage {self.name} belongs to a closed pipeline",
+                             "make a new Pipeline to run again")
+        return LcoreWorker.lcore_function(self)
 
     def port_stats(self):
         """{port id: {'rx', 'tx', 'dropped'}}: rx by the rx stage, tx by the tx stage."""
@@ -253,8 +222,8 @@ cdef class Stage:
 
 cdef _set_rx(Stage st, list rx):
     cdef pd_hop *h
-    if len(rx) > PD_RTC_MAX_HOPS:
-        raise UsageError(f"{len(rx)} rx queues for one rx stage", f"give at most {PD_RTC_MAX_HOPS}")
+    if len(rx) > PD_LCORE_MAX_HOPS:
+        raise UsageError(f"{len(rx)} rx queues for one rx stage", f"give at most {PD_LCORE_MAX_HOPS}")
     for i, (p, q) in enumerate(rx):
         port = _port_of(p)
         check_queue(port, q, True)
@@ -357,7 +326,10 @@ class Pipeline:
 
         Raises:
             UsageError: not one lcore per stage.
+            StateError: the pipeline was closed.
         """
+        if not self.rings:
+            raise StateError(f"pipeline {self.name!r} is closed", "make a new Pipeline")
         lcores = list(lcores)
         if len(lcores) != len(self.stages) or len(set(lcores)) != len(lcores):
             raise UsageError(f"pipeline {self.name!r} has {len(self.stages)} stages "
@@ -378,14 +350,37 @@ class Pipeline:
         return stats.merge_port_counters([st.port_stats() for st in self.stages])
 
     def close(self):
-        """Free what the rings still hold (call after every stage returned); how many."""
+        """Free what the rings still hold and release the rings; how many mbufs were freed.
+
+        Call it after every stage returned (stop(), then wait for the
+        lcores). The stages cannot be launched again; a second close() frees
+        nothing and returns 0.
+        """
         cdef Ring r
+        cdef Stage st
         cdef uint64_t n = 0
         for r in self.rings:
             with nogil:
                 n += _drain(r.r)
         self.drained += n
+        for st in self.stages:
+            st.closed = True
+            st.s.in_ring = st.s.out_ring = NULL
+            st.keep = []
+        for r in self.rings:
+            release = getattr(r, "close", None)
+            if release is not None:
+                release()
+        self.rings = []
         return n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """close() (leave the block after the stages' lcores returned)."""
+        self.close()
+        return False
 
     def __repr__(self):
         return f"<Pipeline {self.name} {' -> '.join(s.kind for s in self.stages)}>"

@@ -15,24 +15,19 @@ Costs a GIL round trip and a list per burst: use it to try an idea, then
 move the function to a nogil `burst_hook_t` (rtc.pxd). Idle polling does not
 take the GIL. Several such lcores run their Python one at a time (the GIL).
 """
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, int32_t, uint64_t
 from libc.stdlib cimport free
-from libc.string cimport memset
 
 import logging
 
 from pypdk.mempool.mbuf cimport pd_mbuf, Mbuf, pktmbuf_free_bulk
-from pypdk.pmd.ethdev cimport fp_rx_burst, fp_tx_burst
-from pypdk.eal.lcore cimport lcore_function_new
-from pypdk.worker.rtc cimport (pd_hop, pd_lcore_stats, PD_RTC_MAX_HOPS, PD_MAX_BURST, PD_BURST,
-                               pd_unlikely, pd_load_relaxed_int, pd_store_release_int,
-                               sched_yield, fill_hops)
+from pypdk.pmd.ethdev cimport fp_tx_burst
+from pypdk.worker.lcore_loop cimport (pd_lcore, pd_hop, LcoreWorker, lcore_loop, lcore_rx,
+                                      conf_alloc, fill_hops, hops_stats, PD_LCORE_MAX_HOPS,
+                                      PD_MAX_BURST, PD_BURST, pd_unlikely)
 
 from pypdk.errors import UsageError
-from pypdk.worker.rtc import LCORE_STAT_NAMES, HOP_STAT_NAMES, check_burst, check_yield_after
-
-cdef extern from "<stdlib.h>" nogil:
-    int posix_memalign(void **memptr, size_t alignment, size_t size)
+from pypdk.worker.lcore_loop import check_burst, check_yield_after
 
 log = logging.getLogger("pypdk.worker")
 
@@ -54,53 +49,43 @@ cdef extern from "Python.h":
     void pd_restore_thread "PyEval_RestoreThread"(PyThreadState *) nogil
 
 ctypedef struct pd_pyburst_conf:
-    int quit
+    pd_lcore lc             # the loop state (quit, idle policy, counters)
     uint16_t nb_hops
     uint16_t burst
-    uint32_t yield_after
     uint64_t py_errors
     void *owner             # the PyBurstWorker; kept alive by the LcoreFunction
-    pd_lcore_stats stats
-    pd_hop hops[PD_RTC_MAX_HOPS]
+    pd_hop hops[PD_LCORE_MAX_HOPS]
+
+
+cdef int32_t _pyburst_round(void *arg) noexcept nogil:
+    cdef pd_pyburst_conf *c = <pd_pyburst_conf *>arg
+    cdef pd_mbuf *pkts[PD_MAX_BURST]
+    cdef uint16_t nb_rx, h
+    cdef int32_t got = 0
+    cdef pd_hop *hop
+    for h in range(c.nb_hops):
+        hop = &c.hops[h]
+        nb_rx = lcore_rx(&c.lc, hop.rx_fp, hop.rx_queue, pkts, c.burst)
+        if nb_rx == 0:
+            continue
+        got += nb_rx
+        hop.stats.rx += nb_rx
+        with gil:
+            (<PyBurstWorker>c.owner)._burst(hop, pkts, nb_rx)
+    return got
 
 
 cdef int _pyburst_main(void *arg) noexcept nogil:
     cdef pd_pyburst_conf *c = <pd_pyburst_conf *>arg
-    cdef pd_mbuf *pkts[PD_MAX_BURST]
-    cdef uint16_t nb_rx, h
-    cdef uint32_t idle = 0
-    cdef bint got
-    cdef pd_hop *hop
     cdef PyGILState_STATE gstate = pd_gil_ensure()    # this thread's state, for the whole loop
     cdef PyThreadState *tstate = pd_save_thread()     # ... without holding the GIL
-    while not pd_load_relaxed_int(&c.quit):
-        got = False
-        for h in range(c.nb_hops):
-            hop = &c.hops[h]
-            nb_rx = fp_rx_burst(hop.rx_fp, hop.rx_queue, pkts, c.burst)
-            c.stats.polls += 1
-            if nb_rx == 0:
-                c.stats.empty_polls += 1
-                continue
-            got = True
-            hop.stats.rx += nb_rx
-            c.stats.rx += nb_rx
-            with gil:
-                (<PyBurstWorker>c.owner)._burst(hop, pkts, nb_rx)
-        if got:
-            idle = 0
-        elif c.yield_after:
-            idle += 1
-            if idle >= c.yield_after:
-                sched_yield()
-                c.stats.idle_yields += 1
-                idle = 0
+    lcore_loop(&c.lc, _pyburst_round, c, c.lc.on_round, c.lc.on_round_ctx)
     pd_restore_thread(tstate)
     pd_gil_release(gstate)
     return 0
 
 
-cdef class PyBurstWorker:
+cdef class PyBurstWorker(LcoreWorker):
     """What one lcore runs when a Python function processes each burst.
 
     Args:
@@ -111,15 +96,11 @@ cdef class PyBurstWorker:
     """
     cdef pd_pyburst_conf *c
     cdef readonly object fn
-    cdef readonly list hops
 
     def __cinit__(self, *a, **kw):
-        cdef void *mem = NULL
-        if posix_memalign(&mem, 64, sizeof(pd_pyburst_conf)) != 0:
-            raise MemoryError()
-        memset(mem, 0, sizeof(pd_pyburst_conf))
-        self.c = <pd_pyburst_conf *>mem
+        self.c = <pd_pyburst_conf *>conf_alloc(sizeof(pd_pyburst_conf))
         self.c.owner = <void *>self
+        self.set_conf(&self.c.lc, _pyburst_main, self.c)
 
     def __init__(self, hops, fn, burst=PD_BURST, yield_after=0):
         if not callable(fn):
@@ -130,7 +111,7 @@ cdef class PyBurstWorker:
         self.hops = fill_hops(self.c.hops, hops)
         self.c.nb_hops = len(self.hops)
         self.c.burst = burst
-        self.c.yield_after = yield_after
+        self.c.lc.yield_after = yield_after
 
     def __dealloc__(self):
         free(self.c)
@@ -171,7 +152,7 @@ cdef class PyBurstWorker:
                 pktmbuf_free_bulk(&mb.m, 1)
                 mb.m = NULL
                 hop.stats.app_dropped += 1
-                self.c.stats.app_dropped += 1
+                self.c.lc.stats.app_dropped += 1
 
     cdef uint64_t _send(self, pd_hop *hop, pd_mbuf **out, uint16_t k) noexcept:
         cdef uint16_t sent
@@ -180,38 +161,18 @@ cdef class PyBurstWorker:
             if pd_unlikely(sent < k):
                 pktmbuf_free_bulk(&out[sent], k - sent)
         hop.stats.tx += sent
-        self.c.stats.tx += sent
+        self.c.lc.stats.tx += sent
         hop.stats.tx_dropped += k - sent
-        self.c.stats.tx_dropped += k - sent
+        self.c.lc.stats.tx_dropped += k - sent
         return k - sent
 
-    def lcore_function(self):
-        """The LcoreFunction to launch (clears the quit flag)."""
-        pd_store_release_int(&self.c.quit, 0)
-        return lcore_function_new(_pyburst_main, self.c, self)
-
-    def stop(self):
-        pd_store_release_int(&self.c.quit, 1)
-
-    def stats(self):
-        """The lcore's loop counters (rtc.LCORE_STAT_NAMES) plus py_errors."""
-        cdef dict d = self.c.stats      # struct -> dict (a copy)
-        out = {k: d[k] for k in LCORE_STAT_NAMES}
-        out["py_errors"] = self.c.py_errors
-        return out
+    def extra_stats(self):
+        """py_errors: bursts whose function raised, and returned objects that were not live mbufs."""
+        return {"py_errors": self.c.py_errors}
 
     def hop_stats(self):
-        out = []
-        for i in range(self.c.nb_hops):
-            s = <dict>self.c.hops[i].stats
-            d = dict(zip(("rx_port", "rx_queue", "tx_port", "tx_queue"), self.hops[i]))
-            d.update({k: s[k] for k in HOP_STAT_NAMES})
-            out.append(d)
-        return out
-
-    def port_stats(self):
-        from pypdk import stats
-        return stats.port_counters_from_hops(self.hop_stats())
+        """Per hop: its ports/queues and its counters (HOP_STAT_NAMES)."""
+        return hops_stats(self.c.hops, self.hops)
 
     def __repr__(self):
         return f"<PyBurstWorker hops={self.hops} fn={self.fn!r}>"

@@ -30,7 +30,7 @@ def test_forwards_unchanged_without_hook_and_counts(eal3, wire):
     assert (st["rx"], st["tx"], st["tx_dropped"], st["app_dropped"]) == (300, 300, 0, 0)
     assert st["polls"] >= st["empty_polls"] > 0
     assert w.hop_stats() == [{"rx_port": 0, "rx_queue": 0, "tx_port": 1, "tx_queue": 0,
-                              "rx": 300, "tx": 300, "tx_dropped": 0, "app_dropped": 0}]
+                              "rx": 300, "tx": 300, "tx_dropped": 0, "app_dropped": 0, "taken": 0}]
     assert w.port_stats() == {0: {"rx": 300, "tx": 0, "dropped": 0}, 1: {"rx": 0, "tx": 300, "dropped": 0}}
 
 
@@ -133,3 +133,46 @@ def test_a_queue_belongs_to_one_lcore(eal3, wire):
         make_plan({1: a, 2: c})
     assert "tx queue 0 of port 1" in e.value.problem
     make_plan({1: a, 2: RtcWorker([(1, 0, 0, 0)])})     # the classic pair: fine
+
+
+def test_a_hook_that_takes_packets_over_counts_them_as_taken(eal3, wire):
+    from tests.cy import worker_hooks
+    w = run(eal3, RtcWorker([(0, 0, 1, 0)], hook=worker_hooks.taker(), yield_after=wire.YIELD))
+    wire.inject(0, wire.frames(64))
+    wire.wait(lambda: w.stats()["rx"] == 64)
+    finish(eal3, w)
+    st = w.stats()
+    sent = st["tx"]
+    assert sent + st["taken"] == 64 and st["taken"] >= 32
+    assert st["app_dropped"] == 0
+    (hop,) = w.hop_stats()
+    assert (hop["taken"], hop["app_dropped"], hop["tx"]) == (st["taken"], 0, sent)
+    assert w.port_stats()[1] == {"rx": 0, "tx": sent, "dropped": 0}
+    wire.bytes_and_free(wire.collect(1, sent))
+
+
+def test_the_per_round_callback_runs_after_every_round(eal3, wire):
+    from tests.cy import worker_hooks
+    w = RtcWorker([(0, 0, 1, 0)], yield_after=wire.YIELD)
+    rounds = worker_hooks.RoundCounter()
+    rounds.install(w)
+    run(eal3, w)
+    wire.inject(0, wire.frames(10))
+    wire.bytes_and_free(wire.collect(1, 10))
+    wire.wait(lambda: rounds.rounds > 100)
+    finish(eal3, w)
+    # One hop: one poll per round, so the callback ran once per poll.
+    assert rounds.rounds == w.stats()["polls"]
+
+
+def test_every_worker_is_an_lcore_worker_with_one_set_of_counters(eal3, wire):
+    from pypdk import stats
+    from pypdk.worker import LcoreWorker, LCORE_STAT_NAMES, PyBurstWorker, Pipeline
+    rtc = RtcWorker([(0, 0, 1, 0)])
+    py = PyBurstWorker([(1, 0, 0, 0)], lambda b: b)
+    assert LCORE_STAT_NAMES == stats.LCORE_COUNTERS
+    for w in (rtc, py):
+        assert isinstance(w, LcoreWorker)
+        assert tuple(w.stats())[:len(LCORE_STAT_NAMES)] == LCORE_STAT_NAMES
+    with pytest.raises(TypeError):
+        LcoreWorker()

@@ -5,7 +5,7 @@
 # for the fabric, vm.pxd for VMs; the host's frames pass to the fabric
 # untouched), and its outputs, buffered per (vif, queue) (vif.pxd), are
 # flushed before the next poll. One worker also drains the agent's inject
-# ring. The top of the loop is the worker's quiescent point.
+# ring. The end of each round is the worker's quiescent point.
 
 from libc.stdint cimport uint16_t, uint32_t
 from pypdk.mempool.mbuf cimport pd_mbuf
@@ -21,5 +21,7 @@ cdef void vr_process_burst(vr_worker *w, uint16_t vif, uint16_t queue, pd_mbuf *
 # Returns the packets received.
 cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil
 
-# The lcore entry: rounds until quit, the epoch bumped after each.
+# The lcore entry: pypdk's lcore loop (pypdk/worker/lcore_loop.pxd) over
+# vr_worker_poll until quit, the epoch bumped after each round (its
+# per-round callback).
 cdef int vr_worker_main(void *arg) noexcept nogil

@@ -1,11 +1,16 @@
 """The vRouter's burst loop (datapath.pxd): poll, dispatch by vif type, flush.
 
 The packet paths live in the modules of their concern (vrouter.pxd lists
-them); this is what a forwarding lcore runs around them.
+them); this is what a forwarding lcore runs around them. The loop is
+pypdk's lcore skeleton (pypdk/worker/lcore_loop.pxd) compiled here around
+the vRouter's round (`vr_worker_poll`) and its per-round callback (the
+quiescent point), both constant, so the C compiler inlines them: the input
+paths take every packet over (counted as `taken`), the idle policy and the
+quit flag are the skeleton's.
 """
-from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint16_t, uint32_t, int32_t, uint64_t
 from pypdk.mempool.mbuf cimport pd_mbuf
-from pypdk.pmd.ethdev cimport fp_rx_burst
+from pypdk.worker.lcore_loop cimport lcore_loop, lcore_rx
 from pypdk.ring.ring cimport ring_sc_dequeue_burst
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
@@ -13,17 +18,8 @@ from apps.vrouter.dp.vif cimport drop, tx_enqueue, tx_flush
 from apps.vrouter.dp.decap cimport fabric_input
 from apps.vrouter.dp.vm cimport vm_input
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_unlikely(bint)
-    uint64_t pd_rdtsc()
-
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
-
-cdef extern from "pd_atomic.h" nogil:
-    int pd_load_relaxed_int(const int *p)
-    void pd_store_release_int(int *p, int v)
-    void pd_store_release_u64(uint64_t *p, uint64_t v)
+from pd_compiler cimport pd_unlikely, pd_rdtsc
+from pd_atomic cimport pd_store_release_int, pd_store_release_u64
 
 
 # From the host (vhost): to the fabric, untouched.
@@ -89,13 +85,11 @@ cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil:
         vif = vr_load_vif(&r.vifs[ps.p[i].vif])
         if vif == NULL or vif.fp == NULL:
             continue
-        nb = fp_rx_burst(vif.fp, ps.p[i].queue, pkts, <uint16_t>w.burst)
-        w.polls += 1
+        nb = lcore_rx(&w.lc, vif.fp, ps.p[i].queue, pkts, <uint16_t>w.burst)
         if nb == 0:
-            w.empty_polls += 1
             continue
         total += nb
-        w.rx += nb
+        w.lc.stats.taken += nb         # the input paths consume every mbuf
         vr_process_burst(w, ps.p[i].vif, ps.p[i].queue, pkts, nb)
     if w.owns_inject and r.inject != NULL:
         # The inject ring is single-consumer: one worker (owns_inject) drains it.
@@ -107,25 +101,22 @@ cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil:
     return total
 
 
+cdef int32_t vr_round(void *arg) noexcept nogil:
+    return <int32_t>vr_worker_poll(<vr_worker *>arg)
+
+
+cdef void vr_quiescent(void *arg) noexcept nogil:
+    cdef vr_worker *w = <vr_worker *>arg
+    # Quiescent point: nothing of the tables is held across it. Pairs
+    # with the acquire load in Router.synchronize.
+    pd_store_release_u64(&w.epoch, w.epoch + 1)
+    w.now = pd_rdtsc()                  # the next round's clock
+
+
 cdef int vr_worker_main(void *arg) noexcept nogil:
     cdef vr_worker *w = <vr_worker *>arg
-    cdef uint32_t idle = 0
     pd_store_release_int(&w.running, 1)
-    while not pd_load_relaxed_int(&w.quit):
-        w.now = pd_rdtsc()
-        if vr_worker_poll(w) != 0:
-            idle = 0
-        elif w.yield_after:
-            # Lcores sharing a cpu (two vRouters on one machine, the tests and
-            # the demo): give it up after a while of nothing, or each
-            # busy-polling loop halves the other's throughput.
-            idle += 1
-            if idle >= w.yield_after:
-                sched_yield()
-                w.idle_yields += 1
-                idle = 0
-        # Quiescent point: nothing of the tables is held across it. Pairs
-        # with the acquire load in Router.synchronize.
-        pd_store_release_u64(&w.epoch, w.epoch + 1)
+    w.now = pd_rdtsc()
+    lcore_loop(&w.lc, vr_round, w, vr_quiescent, w)
     pd_store_release_int(&w.running, 0)
     return 0

@@ -32,6 +32,8 @@ from apps.vrouter.dp.flow cimport flow_table_create, flow_table_free, flow_age, 
 from apps.vrouter.dp.bridge cimport BRIDGE_KEY_LEN, bridge_set, bridge_clear
 from apps.vrouter.dp.decap cimport vxlan_set, vxlan_clear, fip_set, fip_clear
 from apps.vrouter.dp.datapath cimport vr_process_burst, vr_worker_poll, vr_worker_main
+from pypdk.worker.lcore_loop cimport LcoreWorker
+from pypdk.worker.lcore_loop import check_burst, check_yield_after
 
 from apps.vrouter.dp.drop import DROP_NAMES
 
@@ -66,17 +68,23 @@ cdef extern from "<time.h>" nogil:
     int nanosleep(const timespec *req, timespec *rem)
 
 
-cdef class Worker:
+cdef class Worker(LcoreWorker):
     """One forwarding context: its loop state, counters and tx buffers.
 
-    `lcore_function()` runs the loop on a worker lcore; `Router.poll()` runs
-    one round of the internal poller on the calling thread (tests).
+    An LcoreWorker (pypdk.worker): `lcore_function()` runs the loop on a
+    worker lcore, `stop()`, `stats()`; `Router.poll()` runs one round of
+    the internal poller on the calling thread (tests).
+
+    Raises:
+        UsageError: burst out of 1..64, a negative yield_after.
     """
     cdef vr_worker *w
     cdef readonly Router router
     cdef readonly int lcore
 
-    def __cinit__(self, Router router, int lcore=-1, int burst=32, int yield_after=0):
+    def __cinit__(self, Router router, int lcore=-1, burst=32, yield_after=0):
+        check_burst(burst)
+        check_yield_after(yield_after)
         self.w = <vr_worker *>calloc(1, sizeof(vr_worker))
         if self.w == NULL:
             raise MemoryError()
@@ -84,8 +92,9 @@ cdef class Worker:
         if self.w.st == NULL:
             raise MemoryError()
         self.w.r = router.r
-        self.w.burst = min(max(burst, 1), 64)
-        self.w.yield_after = max(yield_after, 0)
+        self.w.burst = burst
+        self.w.lc.yield_after = yield_after
+        self.set_conf(&self.w.lc, vr_worker_main, self.w)
         self.router = router
         self.lcore = lcore
 
@@ -96,22 +105,15 @@ cdef class Worker:
             free(self.w)
             self.w = NULL
 
-    def lcore_function(self):
-        return lcore_function_new(vr_worker_main, self.w, self)
-
-    def stop(self):
-        pd_store_release_int(&self.w.quit, 1)
-
-    def stats(self):
-        """The loop's counters, with pypdk.stats' lcore keys (polls, empty_polls,
-        rx, tx, dropped, idle_yields) and the vRouter's own."""
+    def extra_stats(self):
+        """The vRouter's own, after pypdk.stats' lcore counters (stats()):
+        dropped (every drop reason summed), flows_created, traps."""
         cdef uint64_t dropped = 0
         cdef int i
         for i in range(DROP_MAX):
             dropped += self.w.st.drop[i]
-        return {"polls": self.w.polls, "empty_polls": self.w.empty_polls, "rx": self.w.rx,
-                "tx": self.w.tx, "dropped": dropped, "idle_yields": self.w.idle_yields,
-                "flows_created": self.w.st.flows_created, "traps": self.w.st.traps}
+        return {"dropped": dropped, "flows_created": self.w.st.flows_created,
+                "traps": self.w.st.traps}
 
     @property
     def running(self):
@@ -250,7 +252,7 @@ cdef class Router:
 
     # ---- workers -----------------------------------------------------------
 
-    def add_worker(self, int lcore, int burst=32, int yield_after=0):
+    def add_worker(self, int lcore, burst=32, yield_after=0):
         """A forwarding context for lcore (yield_after: see app.py --yield-after)."""
         cdef Worker wk = Worker(self, lcore, burst, yield_after)
         self.workers.append(wk)

@@ -35,9 +35,10 @@ cdef void slot_flush(vr_worker *w, vr_txslot *s) noexcept nogil:
         w.st.drop[DROP_INTERFACE_DROP] += n - sent
         w.st.vif_drop[s.vif][DROP_INTERFACE_DROP] += n - sent
         pktmbuf_free_bulk(&s.pkts[sent], n - sent)
+        w.lc.stats.tx_dropped += n - sent
     q[VIFQ_TX_PACKETS] += sent
     q[VIFQ_TX_BYTES] += bytes
-    w.tx += sent
+    w.lc.stats.tx += sent
 
 
 cdef void tx_flush(vr_worker *w) noexcept nogil:

@@ -52,6 +52,7 @@ from pypdk.mempool.mbuf cimport pd_mbuf
 from pypdk.mempool.mempool cimport pd_mempool
 from pypdk.pmd.ethdev cimport pd_eth_fp
 from pypdk.ring.ring cimport pd_ring
+from pypdk.worker.lcore_loop cimport pd_lcore
 from apps.vrouter.dp.drop cimport DROP_MAX
 from pypdk.net.lpm cimport pd_lpm4, pd_lpm6
 from pypdk.net.flow_hash cimport pd_flow_hash, pd_flow_key
@@ -302,7 +303,11 @@ ctypedef struct vr_txslot:
 # per-burst tx buffers. A worker runs on one lcore (or on the Python thread,
 # for tests and benchmarks, through Router.poll / Router.bench).
 ctypedef struct vr_worker:
-    int quit                    # set by the main lcore (release), polled relaxed
+    # The lcore loop's state (pypdk/worker/lcore_loop.pxd): quit flag,
+    # yield_after, and the loop counters under pypdk.stats' names (rx:
+    # packets received, all `taken` by the input paths; tx: packets a port
+    # took; tx_dropped: refused by a tx queue).
+    pd_lcore lc
     int running                 # inside its loop
     uint64_t epoch              # bumped at each quiescent point (release)
     uint64_t now                # the loop's clock (pd_rdtsc)
@@ -312,12 +317,6 @@ ctypedef struct vr_worker:
     uint32_t burst
     uint32_t nslots
     uint32_t owns_inject         # the one consumer of the inject ring
-    uint32_t yield_after        # 0: spin; n: sched_yield after n rounds that brought nothing
-    uint64_t polls              # rx bursts tried (pypdk.stats' lcore counters)
-    uint64_t empty_polls        # ... that brought nothing
-    uint64_t rx                 # packets received
-    uint64_t tx                 # packets a port (or the trap ring) took
-    uint64_t idle_yields
     vr_txslot slots[VR_TX_SLOTS]
 
 
