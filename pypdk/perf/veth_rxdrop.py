@@ -64,8 +64,7 @@ def run(seconds=5.0, size=64, mode="auto", lcores="0-1", no_huge=False, nb_desc=
                 rx.start()
                 tx.start()
                 sink = RxDrop([(rx, 0)])
-                src = TxBlast(tx, 0, tx_pool, frame(size, bytes.fromhex(rx.mac_addr.replace(":", "")),
-                                                    bytes.fromhex(tx.mac_addr.replace(":", ""))))
+                src = TxBlast(tx, 0, tx_pool, frame(size, rx.mac, tx.mac))
                 sink.launch(eal, worker)
                 t0 = time.monotonic()
                 src.run(seconds)

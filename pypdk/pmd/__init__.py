@@ -7,7 +7,10 @@ returns a probed port (an `EthDev`). Keyword arguments are extra keys:
 
 A driver module defines `DRIVER` (its name), `KEYS` (a tuple of
 `devargs.Key`), `HELP` (one line) and `Port` (an `EthDev` subclass whose
-constructor takes the device name and the resolved devargs).
+constructor takes the device name and the resolved devargs; what it
+provides and in what order the base calls it is the template at the top of
+ethdev.pxd). `netdev` holds the Linux interface control shared by the
+drivers on a kernel interface.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import importlib
 
 from pypdk.errors import UsageError
 from pypdk.pmd import devargs
-from pypdk.pmd.ethdev import EthDev, ports, get_port, STAT_NAMES
+from pypdk.pmd.ethdev import EthDev, ports, get_port, mac_str, STAT_NAMES, LINK_KEYS, INFO_KEYS
 
 # driver name -> module (imported on first use)
 DRIVERS = {
@@ -25,6 +28,7 @@ DRIVERS = {
     "net_tap": "pypdk.pmd.tap",
     "net_af_packet": "pypdk.pmd.af_packet",
     "net_af_xdp": "pypdk.pmd.af_xdp",
+    "net_vhost": "pypdk.pmd.vhost",
 }
 
 
@@ -57,11 +61,40 @@ def open(spec: str, **keys) -> EthDev:
     return mod.Port(name, args)
 
 
+# PCI drivers, opened by address (`-a/--allow BDF`) and chosen by vendor/device id
+# (each module's PCI_IDS).
+PCI_DRIVERS = ("pypdk.pmd.e1000",)
+
+
+def pci_driver(vendor: int, device: int):
+    """The driver module for a PCI id, or None."""
+    for name in PCI_DRIVERS:
+        mod = importlib.import_module(name)
+        if (vendor, device) in mod.PCI_IDS:
+            return mod
+    return None
+
+
+def open_pci(bdf: str, bus=None, **keys) -> EthDev:
+    """Probe a PCI device bound to vfio-pci (`bus`: a stand-in device, for tests)."""
+    from pypdk.eal import pci
+    bdf = pci.parse_bdf(bdf)
+    info = bus.info if bus is not None else pci.device(bdf)
+    mod = pci_driver(info.vendor, info.device)
+    if mod is None:
+        known = ", ".join(f"{v:04x}:{d:04x}" for name in PCI_DRIVERS
+                          for v, d in importlib.import_module(name).PCI_IDS)
+        raise UsageError(f"{bdf}: no driver for PCI device {info.vendor:04x}:{info.device:04x}",
+                         f"pypdk drives {known}")
+    args = devargs.resolve(bdf, mod.KEYS, {k: str(v) for k, v in keys.items()})
+    return mod.Port(bdf, args, bus=bus)
+
+
 def close_all():
     """Close every open port (stops them first)."""
     for p in ports():
         p.close()
 
 
-__all__ = ["open", "close_all", "ports", "get_port", "EthDev", "DRIVERS", "STAT_NAMES",
-           "driver_module"]
+__all__ = ["open", "open_pci", "pci_driver", "close_all", "ports", "get_port", "EthDev", "DRIVERS", "STAT_NAMES",
+           "LINK_KEYS", "INFO_KEYS", "mac_str", "driver_module"]

@@ -92,13 +92,9 @@ of up to 64 KiB: it is received whole if blocksz allows, cut and counted
 otherwise. Timestamps are the kernel's software receive time.
 """
 import errno as _errno
-import fcntl
 import os
-import socket
-import struct
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 from libc.errno cimport errno, EAGAIN, EINTR, ENOBUFS
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
@@ -108,11 +104,12 @@ from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk,
                                  PktMbufPool)
 from pypdk.mempool.mempool cimport pd_mempool
 from pd_compiler cimport pd_likely, pd_unlikely
-from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 from pypdk.net.cksum cimport ipv4_l4_cksum, ipv6_l4_cksum
 from pypdk.net.ipv4 cimport pd_ipv4_hdr
 from pypdk.net.ipv6 cimport pd_ipv6_hdr
 
+from pypdk.pmd import netdev
 from pypdk.pmd.devargs import Key, parse_bool, parse_size
 from pypdk.errors import UsageError, ResourceError
 
@@ -149,19 +146,8 @@ cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t)
 
 cdef extern from "<net/if.h>" nogil:
-    unsigned int if_nametoindex(const char *name)
     enum:
         IFNAMSIZ
-        IFF_UP
-        IFF_RUNNING
-
-cdef extern from "<sys/ioctl.h>":
-    enum:
-        _SIOCGIFFLAGS "SIOCGIFFLAGS"
-        _SIOCSIFFLAGS "SIOCSIFFLAGS"
-        _SIOCGIFMTU "SIOCGIFMTU"
-        _SIOCSIFMTU "SIOCSIFMTU"
-        _SIOCGIFHWADDR "SIOCGIFHWADDR"
 
 cdef extern from "<linux/if_ether.h>":
     enum:
@@ -292,11 +278,6 @@ cdef extern from "pd_atomic.h" nogil:
 cdef extern from "pd_mbuf.h":
     uint64_t PD_MBUF_F_RX_RSS_HASH
 
-SIOCGIFFLAGS = _SIOCGIFFLAGS
-SIOCSIFFLAGS = _SIOCSIFFLAGS
-SIOCGIFMTU = _SIOCGIFMTU
-SIOCSIFMTU = _SIOCSIFMTU
-SIOCGIFHWADDR = _SIOCGIFHWADDR
 _FANOUT = {"hash": PACKET_FANOUT_HASH, "lb": PACKET_FANOUT_LB, "cpu": PACKET_FANOUT_CPU,
            "rnd": PACKET_FANOUT_RND, "qm": PACKET_FANOUT_QM}
 
@@ -652,6 +633,8 @@ cdef int _sockopt_int(int fd, int name, int value) noexcept:
 
 
 cdef class Port(EthDev):
+    DRIVER = DRIVER
+
     cdef readonly str iface
     cdef readonly int ifindex
     cdef readonly int fanout_id
@@ -661,26 +644,18 @@ cdef class Port(EthDev):
     cdef int promisc_on     # the PACKET_MR_PROMISC membership is held
     cdef uint32_t rx_ring_bytes
     cdef uint32_t tx_ring_bytes
-    cdef afp_rxq *rxqs[16]
-    cdef afp_txq *txqs[16]
-    cdef object _ctl
+    cdef object _ctl        # the netdev control socket
 
     def __cinit__(self):
-        cdef int i
-        for i in range(16):
-            self.rxqs[i] = NULL
-            self.txqs[i] = NULL
         self.fanout_id = -1
-
-    def __init__(self, str name, dict args):
-        EthDev.__init__(self, name, DRIVER, args)
         self.drv_rx = afp_rx
         self.drv_tx = afp_tx
-        try:
-            self._probe(args)
-        except BaseException:
-            self.close()
-            raise
+
+    cdef inline afp_rxq *rxq(self, int q):
+        return <afp_rxq *>self.fp.rxq[q]
+
+    cdef inline afp_txq *txq(self, int q):
+        return <afp_txq *>self.fp.txq[q]
 
     @property
     def max_rx_queues(self):
@@ -690,7 +665,7 @@ cdef class Port(EthDev):
     def max_tx_queues(self):
         return self.nq
 
-    def _probe(self, dict args):
+    def _dev_probe(self, dict args):
         name = self.name
         iface = args["iface"]
         if not iface or len(iface.encode()) >= IFNAMSIZ or "/" in iface:
@@ -733,65 +708,44 @@ cdef class Port(EthDev):
             raise ResourceError(_oserror(f"{name}: cannot open a packet socket", err),
                                 "check the kernel and limits (ulimit -n)")
         c_close(fd)
-        self.ifindex = if_nametoindex(iface.encode())
+        self.ifindex = netdev.ifindex(iface)
         if self.ifindex == 0:
             raise ResourceError(f"{name}: iface={iface}: no such interface in this network "
                                 "namespace",
                                 "create it (e.g. ip link add veth0 type veth peer name veth1) "
                                 "or pick one from 'ip -br link'")
-        self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        hw = self._ifreq(SIOCGIFHWADDR, "16sH6s16x", 0, b"")
-        if hw[1] not in (1, 772):       # ARPHRD_ETHER, ARPHRD_LOOPBACK (Ethernet framing too)
+        self._ctl = netdev.control_socket()
+        hatype, mac = netdev.hwaddr(self._ctl, iface)
+        if hatype not in (netdev.ARPHRD_ETHER, netdev.ARPHRD_LOOPBACK):   # Ethernet framing
             raise UsageError(f"{name}: iface={iface} is not an Ethernet interface "
-                             f"(hardware type {hw[1]})",
+                             f"(hardware type {hatype})",
                              "use an Ethernet-like interface (veth, tap, NIC, bridge)")
-        self.mac = hw[2]
-        self.mtu = self._ifreq(SIOCGIFMTU, "16si20x", 0)[1]
-        self.was_up = bool(self._flags() & IFF_UP)
-
-    # -- the interface -------------------------------------------------------------
-    def _ifreq(self, req, fmt, *values):
-        """One SIOC[GS]IF* ioctl on the interface: struct ifreq packed with `fmt`."""
-        ifr = struct.pack(fmt, self.iface.encode(), *values)
-        return struct.unpack(fmt, fcntl.ioctl(self._ctl, req, ifr))
-
-    def _flags(self):
-        return self._ifreq(SIOCGIFFLAGS, "16sH22x", 0)[1]
-
-    def _set_up(self, bint up):
-        flags = self._flags()
-        new = (flags | IFF_UP) if up else (flags & ~IFF_UP)
-        if new != flags:
-            self._ifreq(SIOCSIFFLAGS, "16sH22x", new)
+        self._mac = mac
+        self._mtu = netdev.get_mtu(self._ctl, iface)
+        self.was_up = netdev.is_up(self._ctl, iface)
+        self.socket_id = netdev.numa_node(iface)
 
     # -- queues ----------------------------------------------------------------------
     def _dev_rx_queue_setup(self, q, nb_desc, PktMbufPool pool):
-        cdef afp_rxq *rxq = self.rxqs[q]
+        cdef afp_rxq *rxq
         if pool.data_room < 64:
             raise UsageError(f"{self.name}: pool {pool.name!r} has a data room of "
                              f"{pool.data_room} bytes", "use a pool with data_room >= 64")
-        if rxq == NULL:
-            rxq = <afp_rxq *>calloc(1, sizeof(afp_rxq))
-            if rxq == NULL:
-                raise MemoryError()
+        if self.rxq(q) == NULL:
+            rxq = <afp_rxq *>self.queue_alloc(True, q, sizeof(afp_rxq))
             rxq.fd = -1
-            self.rxqs[q] = rxq
+        rxq = self.rxq(q)
         rxq.mp = pool.mp
         rxq.room = pool.data_room
         rxq.port = self.port_id
         rxq.queue = q
         rxq.vlan_insert = 1
-        self.set_queue(True, q, rxq)
 
     def _dev_tx_queue_setup(self, q, nb_desc):
-        cdef afp_txq *txq = self.txqs[q]
-        if txq == NULL:
-            txq = <afp_txq *>calloc(1, sizeof(afp_txq))
-            if txq == NULL:
-                raise MemoryError()
+        cdef afp_txq *txq
+        if self.txq(q) == NULL:
+            txq = <afp_txq *>self.queue_alloc(False, q, sizeof(afp_txq))
             txq.fd = -1
-            self.txqs[q] = txq
-        self.set_queue(False, q, txq)
 
     # -- sockets and rings (start/stop) ------------------------------------------------
     cdef int _packet_socket(self, int proto) except -1:
@@ -892,7 +846,7 @@ cdef class Port(EthDev):
         txq.head = 0
         txq.kick_pending = 0
         self._bind(fd, 0)
-        self._set_tx_limit(txq, self.mtu)
+        self._set_tx_limit(txq, self._mtu)
 
     cdef _set_tx_limit(self, afp_txq *txq, int mtu):
         cdef uint32_t cap = self.devargs["framesz"] - AFP_TX_DATA_OFF
@@ -908,27 +862,27 @@ cdef class Port(EthDev):
         # The first socket asks the kernel for an unused group id; the others
         # join that id with the same mode and flags.
         arg = ((mode | flags | PACKET_FANOUT_FLAG_UNIQUEID) << 16)
-        if setsockopt(self.rxqs[0].fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof(arg)) != 0:
+        if setsockopt(self.rxq(0).fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof(arg)) != 0:
             raise ResourceError(_oserror(f"{self.name}: PACKET_FANOUT failed", errno),
                                 "use qpairs=1, or a kernel >= 4.4")
-        if getsockopt(self.rxqs[0].fd, SOL_PACKET, PACKET_FANOUT, &got, &sl) != 0:
+        if getsockopt(self.rxq(0).fd, SOL_PACKET, PACKET_FANOUT, &got, &sl) != 0:
             raise ResourceError(_oserror(f"{self.name}: reading the fanout group failed", errno),
                                 "use qpairs=1")
         self.fanout_id = got & 0xffff
         arg = ((mode | flags) << 16) | <uint32_t>self.fanout_id
         for q in range(1, nb):
-            if setsockopt(self.rxqs[q].fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof(arg)) != 0:
+            if setsockopt(self.rxq(q).fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof(arg)) != 0:
                 raise ResourceError(_oserror(f"{self.name}: joining fanout group "
                                              f"{self.fanout_id} failed", errno), "use qpairs=1")
 
-    cdef int _promisc(self, bint on) except -1:
+    cdef int _promisc_membership(self, bint on) except -1:
         cdef packet_mreq mr
-        if self.rxqs[0] == NULL or self.rxqs[0].fd < 0 or bool(self.promisc_on) == bool(on):
+        if self.rxq(0) == NULL or self.rxq(0).fd < 0 or bool(self.promisc_on) == bool(on):
             return 0
         memset(&mr, 0, sizeof(mr))
         mr.mr_ifindex = self.ifindex
         mr.mr_type = PACKET_MR_PROMISC
-        if setsockopt(self.rxqs[0].fd, SOL_PACKET,
+        if setsockopt(self.rxq(0).fd, SOL_PACKET,
                       PACKET_ADD_MEMBERSHIP if on else PACKET_DROP_MEMBERSHIP,
                       &mr, sizeof(mr)) != 0:
             raise ResourceError(_oserror(f"{self.name}: promiscuous mode on {self.iface} "
@@ -941,17 +895,17 @@ cdef class Port(EthDev):
         nb_rx, nb_tx = self.fp.nb_rxq, self.fp.nb_txq
         try:
             if not self.was_up:
-                self._set_up(True)
+                netdev.set_up(self._ctl, self.iface, True)
                 self.brought_up = 1
-            self.mtu = self._ifreq(SIOCGIFMTU, "16si20x", 0)[1]
+            self._mtu = netdev.get_mtu(self._ctl, self.iface)
             for q in range(nb_tx):
-                self._open_tx(self.txqs[q])
+                self._open_tx(self.txq(q))
             for q in range(nb_rx):
-                self._open_rx(self.rxqs[q])
+                self._open_rx(self.rxq(q))
             if nb_rx > 1:
                 self._join_fanout(nb_rx)
-            if self.promiscuous:
-                self._promisc(True)
+            if self._promisc:
+                self._promisc_membership(True)
         except BaseException:
             self._teardown()
             raise
@@ -967,8 +921,8 @@ cdef class Port(EthDev):
         cdef afp_rxq *rxq
         cdef afp_txq *txq
         self._refresh_kernel_stats()
-        for q in range(16):
-            rxq = self.rxqs[q]
+        for q in range(PD_MAX_QUEUES):
+            rxq = self.rxq(q)
             if rxq != NULL:
                 if rxq.ring != NULL:
                     munmap(rxq.ring, <size_t>rxq.block_nr * rxq.block_size)
@@ -977,7 +931,7 @@ cdef class Port(EthDev):
                     c_close(rxq.fd)
                     rxq.fd = -1
                 rxq.left = 0
-            txq = self.txqs[q]
+            txq = self.txq(q)
             if txq != NULL:
                 if txq.ring != NULL:
                     munmap(txq.ring, <size_t>txq.frame_nr // txq.frames_per_block * txq.block_size)
@@ -990,25 +944,19 @@ cdef class Port(EthDev):
         if self.brought_up:
             self.brought_up = 0
             try:
-                self._set_up(False)
+                netdev.set_up(self._ctl, self.iface, False)
             except OSError:
                 pass            # the interface went away: nothing to restore
 
     def _dev_stop(self):
         cdef int q
-        for q in range(16):
-            if self.txqs[q] != NULL:
-                self._drain_tx(self.txqs[q])
+        for q in range(PD_MAX_QUEUES):
+            if self.txq(q) != NULL:
+                self._drain_tx(self.txq(q))
         self._teardown()
 
     def _dev_close(self):
-        cdef int q
         self._teardown()            # idempotent: only what is still open
-        for q in range(16):
-            free(self.rxqs[q])
-            self.rxqs[q] = NULL
-            free(self.txqs[q])
-            self.txqs[q] = NULL
         if self._ctl is not None:
             self._ctl.close()
             self._ctl = None
@@ -1019,79 +967,57 @@ cdef class Port(EthDev):
         cdef tpacket_stats_v3 st
         cdef socklen_t sl
         cdef int q
-        for q in range(16):
-            if self.rxqs[q] != NULL and self.rxqs[q].fd >= 0:
+        cdef afp_rxq *rxq
+        for q in range(PD_MAX_QUEUES):
+            rxq = self.rxq(q)
+            if rxq != NULL and rxq.fd >= 0:
                 sl = sizeof(st)
-                if getsockopt(self.rxqs[q].fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0:
+                if getsockopt(rxq.fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0:
                     # `missed` is written here only (main lcore), never by rx.
-                    self.rxqs[q].stats.missed += st.tp_drops
-                    self.rxqs[q].freeze_q += st.tp_freeze_q_cnt
+                    rxq.stats.missed += st.tp_drops
+                    rxq.freeze_q += st.tp_freeze_q_cnt
 
-    def queue_stats(self):
+    def _dev_stats_update(self):
         self._refresh_kernel_stats()
-        return EthDev.queue_stats(self)
 
-    def _dev_xstats(self):
+    def _dev_queue_xstats(self, rx, q):
         cdef afp_rxq *rxq
         cdef afp_txq *txq
-        d = {}
-        for q in range(self.fp.nb_rxq):
-            rxq = self.rxqs[q]
-            if rxq != NULL:
-                d[f"rx_q{q}_truncated"] = rxq.truncated
-                d[f"rx_q{q}_too_many_segs"] = rxq.too_many_segs
-                d[f"rx_q{q}_csum_fixed"] = rxq.csum_fixed
-                d[f"rx_q{q}_vlan_inserted"] = rxq.vlan_inserted
-                d[f"rx_q{q}_blocks"] = rxq.blocks
-                d[f"rx_q{q}_freeze_q"] = rxq.freeze_q
-        for q in range(self.fp.nb_txq):
-            txq = self.txqs[q]
-            if txq != NULL:
-                d[f"tx_q{q}_too_long"] = txq.too_long
-                d[f"tx_q{q}_too_short"] = txq.too_short
-                d[f"tx_q{q}_ring_full"] = txq.ring_full
-                d[f"tx_q{q}_kicks"] = txq.kicks
-                d[f"tx_q{q}_kick_errors"] = txq.kick_errors
-                d[f"tx_q{q}_errno"] = txq.last_errno
-        return d
+        if rx:
+            rxq = self.rxq(q)
+            return {"truncated": rxq.truncated, "too_many_segs": rxq.too_many_segs,
+                    "csum_fixed": rxq.csum_fixed, "vlan_inserted": rxq.vlan_inserted,
+                    "blocks": rxq.blocks, "freeze_q": rxq.freeze_q}
+        txq = self.txq(q)
+        return {"too_long": txq.too_long, "too_short": txq.too_short,
+                "ring_full": txq.ring_full, "kicks": txq.kicks,
+                "kick_errors": txq.kick_errors, "errno": txq.last_errno}
 
     # -- MTU, promiscuous, link, info ----------------------------------------------
     def _dev_set_mtu(self, mtu):
         cdef int q
         try:
-            self._ifreq(SIOCSIFMTU, "16si20x", mtu)
+            netdev.set_mtu(self._ctl, self.iface, mtu)
         except OSError as e:
             raise UsageError(f"{self.name}: the kernel refused MTU {mtu} on {self.iface} "
                              f"({e.strerror})", "check the interface's MTU range "
                              "(ip -d link show)") from None
-        for q in range(16):
-            if self.txqs[q] != NULL and self.txqs[q].ring != NULL:
-                self._set_tx_limit(self.txqs[q], mtu)
+        for q in range(PD_MAX_QUEUES):
+            if self.txq(q) != NULL and self.txq(q).ring != NULL:
+                self._set_tx_limit(self.txq(q), mtu)
 
     def _dev_set_promiscuous(self, on):
         if self.state == "started":
-            self._promisc(on)
+            self._promisc_membership(on)
 
     def _dev_link(self):
-        try:
-            flags = self._flags()
-        except OSError:
-            return {"up": False, "speed_mbps": 0, "duplex": "unknown", "operstate": "gone"}
-        attrs = {}
-        for k in ("operstate", "speed", "duplex"):
-            try:
-                with open(f"/sys/class/net/{self.iface}/{k}") as f:
-                    attrs[k] = f.read().strip()
-            except OSError:
-                attrs[k] = None
-        try:
-            speed = max(int(attrs["speed"]), 0)
-        except (TypeError, ValueError):
-            speed = 0
-        return {"up": bool(flags & IFF_UP) and bool(flags & IFF_RUNNING),
-                "speed_mbps": speed, "duplex": attrs["duplex"] or "unknown",
-                "operstate": attrs["operstate"] or ("up" if flags & IFF_RUNNING else "down"),
-                "admin_up": bool(flags & IFF_UP)}
+        if self._ctl is None:
+            return {"up": False, "speed_mbps": 0, "duplex": "unknown", "operstate": "closed",
+                    "admin_up": False}
+        d = netdev.link(self._ctl, self.iface)
+        if netdev.sysfs(self.iface, "duplex") is None:
+            d["duplex"] = "unknown"
+        return d
 
     def _dev_info(self):
         bs = self.devargs["blocksz"]

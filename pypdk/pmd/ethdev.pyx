@@ -1,18 +1,22 @@
 """The ethdev layer: ports, queues, the fast-path table and counters.
 
-A driver is a module with a key table and a subclass of `EthDev`. The
-subclass fills `drv_rx`/`drv_tx` with its nogil burst functions and
-implements the `_dev_*` hooks (Python, slow path): queue setup allocates the
-driver's queue structs and registers them with `set_queue`; start installs
-the burst functions in the port's `pd_eth_fp` slot; stop puts the
-"stopped" functions back (rx gives nothing, tx takes nothing) so an lcore
-still polling never touches a queue being torn down.
+A driver is a module with a key table and a subclass of `EthDev` that fills
+in the template spelled out at the top of ethdev.pxd: `__cinit__` names the
+nogil burst functions, `_dev_probe` opens the device, the `_dev_*` queue
+hooks allocate the driver's queue structs with `queue_alloc` (kept only in
+the port's `pd_eth_fp` slot), start installs the burst functions in the
+slot; stop puts the "stopped" functions back (rx gives nothing, tx takes
+nothing) so an lcore still polling never touches a queue being torn down.
+close releases everything, on every path (a probe that fails closes too).
 
 Port ids are small integers, reused after close (like DPDK's). Stats come
 from the `pd_eth_qstats` at the head of every queue struct, plus whatever
-the driver adds (`_dev_xstats`).
+the driver adds (`_dev_queue_xstats` per queue, `_dev_xstats` per port).
+`link` and `info()` have the same keys for every driver (LINK_KEYS,
+INFO_KEYS), the driver's own details added to info().
 """
 from libc.stdint cimport uint16_t, uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 from pypdk.mempool.mbuf cimport Mbuf, PktMbufPool, pktmbuf_free
@@ -23,6 +27,17 @@ _ports = [None] * PD_MAX_ETHPORTS
 
 STAT_NAMES = ("ipackets", "opackets", "ibytes", "obytes", "imissed", "ierrors",
               "oerrors", "rx_nombuf")
+
+# `port.link` of every driver: carrier and admin state, speed, duplex, the
+# kernel's RFC 2863 operstate ("up", "down", ...; "closed" once the port is).
+LINK_KEYS = ("up", "speed_mbps", "duplex", "operstate", "admin_up")
+_LINK_VIRTUAL = {"up": True, "speed_mbps": 10000, "duplex": "full", "operstate": "up",
+                 "admin_up": True}
+
+# The keys `port.info()` has for every driver (drivers add their own after).
+INFO_KEYS = ("port_id", "name", "driver", "state", "mac", "mtu", "promiscuous",
+             "nb_rx_queues", "nb_tx_queues", "max_rx_queues", "max_tx_queues",
+             "socket_id", "iface", "ifindex")
 
 
 cdef uint16_t eth_rx_burst_stopped(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
@@ -64,21 +79,34 @@ def get_port(port_id):
     return _ports[port_id]
 
 
-def _mac_str(bytes mac):
+def mac_str(bytes mac):
+    """6 bytes as xx:xx:xx:xx:xx:xx."""
     return ":".join(f"{b:02x}" for b in mac)
 
 
 cdef class EthDev:
-    """A port. Drivers subclass it; apps use the methods below.
+    """A port. Drivers subclass it (the template: ethdev.pxd); apps use the
+    methods below.
 
     Life cycle (DPDK's): configure(nb_rxq, nb_txq) -> rx_queue_setup /
     tx_queue_setup for each queue -> start() -> [rx_burst/tx_burst] ->
     stop() -> close(). `setup(pool, nb_rxq, nb_txq)` does the first three.
+    A port is a context manager: `with pypdk.pmd.open(...) as port:` closes it.
     """
     max_rx_queues = 1
     max_tx_queues = 1
+    DRIVER = None                  # the driver's name, e.g. "net_tap" (a subclass sets it)
 
-    def __init__(self, str name, str driver, dict devargs):
+    def __cinit__(self):
+        self.port_id = -1
+        self.state = "closed"
+        self.socket_id = -1
+        self.drv_rx = eth_rx_burst_stopped
+        self.drv_tx = eth_tx_burst_stopped
+
+    def __init__(self, str name, dict devargs):
+        """Take a port id and its fast-path slot, then probe the device
+        (`_dev_probe`); a probe that raises closes the port and re-raises."""
         cdef int pid = -1, i
         for i in range(PD_MAX_ETHPORTS):
             if _ports[i] is None:
@@ -93,21 +121,24 @@ cdef class EthDev:
                                  "give each --vdev a different number (net_tap0, net_tap1, ...)")
         self.port_id = pid
         self.name = name
-        self.driver = driver
+        self.driver = self.DRIVER
         self.devargs = devargs
         self.state = "probed"
         self.rx_pools = []
-        self.mac = bytes([0x02, 0x70, 0x64, 0x6b, 0x00, pid])   # locally administered
-        self.mtu = 1500
-        self.promiscuous = True
+        self._mac = bytes([0x02, 0x70, 0x64, 0x6b, 0x00, pid])   # locally administered
+        self._mtu = 1500
+        self._promisc = True
         self.fp = &_fp_table[pid]
         memset(self.fp, 0, sizeof(pd_eth_fp))
         self.fp.port_id = pid
         self.fp.rx_burst = eth_rx_burst_stopped
         self.fp.tx_burst = eth_tx_burst_stopped
-        self.drv_rx = eth_rx_burst_stopped
-        self.drv_tx = eth_tx_burst_stopped
         _ports[pid] = self
+        try:
+            self._dev_probe(devargs)
+        except BaseException:
+            self.close()
+            raise
 
     cdef void set_queue(self, bint rx, uint16_t q, void *queue):
         if rx:
@@ -115,7 +146,35 @@ cdef class EthDev:
         else:
             self.fp.txq[q] = queue
 
-    # ---- hooks a driver overrides -----------------------------------------
+    cdef void *queue_alloc(self, bint rx, uint16_t q, size_t size) except NULL:
+        """The struct of queue q (`size` bytes, beginning with a pd_eth_qstats):
+        zeroed when new, the same memory when the queue is set up again. The
+        port's slot is where it is kept; close frees it."""
+        cdef void *p = self.fp.rxq[q] if rx else self.fp.txq[q]
+        if p == NULL:
+            p = calloc(1, size)
+            if p == NULL:
+                raise MemoryError()
+            self.set_queue(rx, q, p)
+        return p
+
+    cdef _release_queues(self):
+        cdef int q
+        cdef void *p
+        for q in range(PD_MAX_QUEUES):
+            for rx in (True, False):
+                p = self.fp.rxq[q] if rx else self.fp.txq[q]
+                if p != NULL:
+                    try:
+                        self._dev_queue_release(rx, q)
+                    finally:
+                        free(p)
+                        self.set_queue(rx, q, NULL)
+
+    # ---- hooks a driver overrides (the template: ethdev.pxd) ---------------
+    def _dev_probe(self, dict args):
+        pass
+
     def _dev_configure(self, nb_rxq, nb_txq):
         pass
 
@@ -131,14 +190,23 @@ cdef class EthDev:
     def _dev_stop(self):
         pass
 
+    def _dev_queue_release(self, rx, q):
+        pass
+
     def _dev_close(self):
         pass
 
     def _dev_link(self):
-        return {"up": True, "speed_mbps": 10000, "duplex": "full"}
+        return _LINK_VIRTUAL
+
+    def _dev_queue_xstats(self, rx, q):
+        return {}
 
     def _dev_xstats(self):
         return {}
+
+    def _dev_stats_update(self):
+        pass
 
     def _dev_info(self):
         return {}
@@ -228,16 +296,24 @@ cdef class EthDev:
         """Stop and release everything the driver took (idempotent)."""
         if self.state == "closed":
             return
-        self.stop()
-        try:
-            self._dev_close()
-        finally:
-            memset(self.fp, 0, sizeof(pd_eth_fp))
-            self.fp.rx_burst = eth_rx_burst_stopped
-            self.fp.tx_burst = eth_tx_burst_stopped
-            if _ports[self.port_id] is self:
-                _ports[self.port_id] = None
+        if self.fp == NULL:
             self.state = "closed"
+            return
+        try:
+            self.stop()
+        finally:
+            try:
+                self._dev_close()
+            finally:
+                try:
+                    self._release_queues()
+                finally:
+                    memset(self.fp, 0, sizeof(pd_eth_fp))
+                    self.fp.rx_burst = eth_rx_burst_stopped
+                    self.fp.tx_burst = eth_tx_burst_stopped
+                    if _ports[self.port_id] is self:
+                        _ports[self.port_id] = None
+                    self.state = "closed"
 
     def __enter__(self):
         return self
@@ -285,37 +361,68 @@ cdef class EthDev:
         return self.fp.nb_txq
 
     @property
-    def mac_addr(self):
-        return _mac_str(self.mac)
+    def mac(self):
+        """The port's MAC address, 6 bytes (`mac_str(port.mac)` spells it)."""
+        return self._mac
+
+    @property
+    def mtu(self):
+        """The MTU in bytes; `port.mtu = N` is set_mtu(N)."""
+        return self._mtu
+
+    @mtu.setter
+    def mtu(self, int mtu):
+        self.set_mtu(mtu)
+
+    @property
+    def promiscuous(self):
+        """Promiscuous mode; `port.promiscuous = on` is set_promiscuous(on)."""
+        return bool(self._promisc)
+
+    @promiscuous.setter
+    def promiscuous(self, bint on):
+        self.set_promiscuous(on)
 
     @property
     def link(self):
-        """{'up': bool, 'speed_mbps': int, 'duplex': str}"""
-        return self._dev_link()
+        """{'up': bool, 'speed_mbps': int, 'duplex': str, 'operstate': str,
+        'admin_up': bool}, the same keys for every driver (LINK_KEYS)."""
+        d = self._dev_link()
+        return {k: d.get(k, _LINK_VIRTUAL[k]) for k in LINK_KEYS}
 
     def set_mtu(self, int mtu):
+        """Set the MTU (68..65535); the driver applies it to the device first.
+
+        Raises:
+            UsageError: out of range, or refused by the device.
+        """
         if not 68 <= mtu <= 65535:
             raise UsageError(f"{self.name}: MTU {mtu} is out of range", "use 68..65535")
         self._dev_set_mtu(mtu)
-        self.mtu = mtu
+        self._mtu = mtu
 
     def set_promiscuous(self, bint on):
+        """Turn promiscuous mode on or off (the driver applies it first)."""
         self._dev_set_promiscuous(on)
-        self.promiscuous = on
+        self._promisc = on
 
     def info(self):
-        """Driver, queues, MAC, MTU, state and driver-specific details."""
+        """Driver, queues, MAC, MTU, state, NUMA node, kernel interface
+        (INFO_KEYS, for every driver), then the driver's own details."""
         d = {"port_id": self.port_id, "name": self.name, "driver": self.driver,
-             "state": self.state, "mac": self.mac_addr, "mtu": self.mtu,
-             "promiscuous": bool(self.promiscuous),
-             "nb_rx_queues": self.fp.nb_rxq, "nb_tx_queues": self.fp.nb_txq,
-             "max_rx_queues": self.max_rx_queues, "max_tx_queues": self.max_tx_queues}
+             "state": self.state, "mac": mac_str(self._mac), "mtu": self._mtu,
+             "promiscuous": bool(self._promisc),
+             "nb_rx_queues": self.fp.nb_rxq if self.fp != NULL else 0,
+             "nb_tx_queues": self.fp.nb_txq if self.fp != NULL else 0,
+             "max_rx_queues": self.max_rx_queues, "max_tx_queues": self.max_tx_queues,
+             "socket_id": self.socket_id, "iface": None, "ifindex": None}
         d.update(self._dev_info())
         return d
 
     def queue_stats(self):
         """Per-queue counters: {'rx': [{...}, ...], 'tx': [{...}, ...]}."""
         cdef pd_eth_qstats *s
+        self._dev_stats_update()
         rx, tx = [], []
         for q in range(self.fp.nb_rxq):
             s = <pd_eth_qstats *>self.fp.rxq[q]
@@ -358,6 +465,14 @@ cdef class EthDev:
         for q, s in enumerate(qs["tx"]):
             for k, v in s.items():
                 out[f"tx_q{q}_{k}"] = v
+        for q in range(self.fp.nb_rxq):
+            if self.fp.rxq[q] != NULL:
+                for k, v in self._dev_queue_xstats(True, q).items():
+                    out[f"rx_q{q}_{k}"] = v
+        for q in range(self.fp.nb_txq):
+            if self.fp.txq[q] != NULL:
+                for k, v in self._dev_queue_xstats(False, q).items():
+                    out[f"tx_q{q}_{k}"] = v
         for k, v in self._dev_xstats().items():
             out[k if k not in STAT_NAMES else f"dev_{k}"] = v
         return out

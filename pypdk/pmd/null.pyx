@@ -12,7 +12,6 @@ Keys:
   no-rx  1: rx returns nothing (a sink port; default 0)
 """
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, mbuf_mtod,
@@ -97,23 +96,20 @@ def _template(size):
 cdef class Port(EthDev):
     max_rx_queues = 16
     max_tx_queues = 16
+    DRIVER = DRIVER
 
-    cdef list queues
-
-    def __init__(self, str name, dict args):
-        EthDev.__init__(self, name, DRIVER, args)
-        if not 14 <= args["size"] <= 2048:
-            self.close()
-            raise UsageError(f"{name}: size {args['size']} is out of range", "use size=14..2048")
+    def __cinit__(self):
         self.drv_rx = null_rx
         self.drv_tx = null_tx
-        self.queues = []
 
-    cdef null_q *_new_q(self, uint16_t qid) except NULL:
-        cdef null_q *q = <null_q *>calloc(1, sizeof(null_q))
-        if q == NULL:
-            raise MemoryError()
-        self.queues.append(<size_t>q)
+    def _dev_probe(self, dict args):
+        if not 14 <= args["size"] <= 2048:
+            raise UsageError(f"{self.name}: size {args['size']} is out of range",
+                             "use size=14..2048")
+
+    cdef null_q *_init_q(self, bint rx, uint16_t qid) except NULL:
+        cdef null_q *q = <null_q *>self.queue_alloc(rx, qid, sizeof(null_q))
+        memset(q, 0, sizeof(null_q))
         q.size = self.devargs["size"]
         q.copy = self.devargs["copy"]
         q.no_rx = self.devargs["no-rx"]
@@ -127,14 +123,7 @@ cdef class Port(EthDev):
         if self.devargs["size"] > pool.data_room:
             raise UsageError(f"{self.name}: size {self.devargs['size']} is larger than the pool's "
                              f"data room {pool.data_room}", "use a smaller size")
-        cdef null_q *rxq = self._new_q(q)
-        rxq.mp = pool.mp
-        self.set_queue(True, q, rxq)
+        self._init_q(True, q).mp = pool.mp
 
     def _dev_tx_queue_setup(self, q, nb_desc):
-        self.set_queue(False, q, self._new_q(q))
-
-    def _dev_close(self):
-        for q in self.queues:
-            free(<void *><size_t>q)
-        self.queues = []
+        self._init_q(False, q)

@@ -663,28 +663,23 @@ def _pcap_header(bint ns, uint32_t snaplen):
 cdef class Port(EthDev):
     max_rx_queues = 1
     max_tx_queues = 1
+    DRIVER = DRIVER
 
     cdef _Index index
-    cdef pcap_rxq *rxq
-    cdef pcap_txq *txq
     cdef int tx_fd
 
     def __cinit__(self):
-        self.rxq = NULL
-        self.txq = NULL
         self.tx_fd = -1
-
-    def __init__(self, str name, dict args):
-        EthDev.__init__(self, name, DRIVER, args)
         self.drv_rx = pcap_rx
         self.drv_tx = pcap_tx
-        try:
-            self._probe(args)
-        except BaseException:
-            self.close()
-            raise
 
-    def _probe(self, dict args):
+    cdef inline pcap_rxq *rxq(self):
+        return <pcap_rxq *>self.fp.rxq[0]
+
+    cdef inline pcap_txq *txq(self):
+        return <pcap_txq *>self.fp.txq[0]
+
+    def _dev_probe(self, dict args):
         name = self.name
         for k in ("rx_iface", "tx_iface", "iface"):
             if args[k] is not None:
@@ -734,11 +729,7 @@ cdef class Port(EthDev):
         if room == 0:
             raise UsageError(f"{self.name}: pool {pool.name!r} has no data room",
                              "use a pool with data_room > 0")
-        if self.rxq == NULL:
-            self.rxq = <pcap_rxq *>calloc(1, sizeof(pcap_rxq))
-            if self.rxq == NULL:
-                raise MemoryError()
-        rxq = self.rxq
+        rxq = <pcap_rxq *>self.queue_alloc(True, q, sizeof(pcap_rxq))
         free(rxq.recs)
         memset(rxq, 0, sizeof(pcap_rxq))
         rxq.mp = pool.mp
@@ -764,28 +755,26 @@ cdef class Port(EthDev):
                 raise UsageError(f"{self.name}: every packet of rx_pcap is longer than "
                                  f"{RX_MAX_SEGS} segments of {room} bytes",
                                  "use a pool with a bigger data_room")
-        self.set_queue(True, q, rxq)
 
     def _dev_tx_queue_setup(self, q, nb_desc):
-        if self.txq == NULL:
-            self.txq = <pcap_txq *>calloc(1, sizeof(pcap_txq))
-            if self.txq == NULL:
-                raise MemoryError()
-            self.txq.fd = self.tx_fd
-            self.txq.ns = self.devargs["tx_pcap_ns"]
-            self.txq.snaplen = self.devargs["snaplen"]
+        cdef pcap_txq *txq
+        if self.txq() == NULL:
+            txq = <pcap_txq *>self.queue_alloc(False, q, sizeof(pcap_txq))
+            txq.fd = self.tx_fd
+            txq.ns = self.devargs["tx_pcap_ns"]
+            txq.snaplen = self.devargs["snaplen"]
             if self.tx_fd >= 0:
-                self.txq.buf = <char *>malloc(TX_BUF_SIZE)
-                if self.txq.buf == NULL:
+                txq.buf = <char *>malloc(TX_BUF_SIZE)
+                if txq.buf == NULL:
                     raise MemoryError()
                 _writers.add(self)
-        self.set_queue(False, q, self.txq)
 
     def flush(self):
         """Write what tx has staged to tx_pcap now (stop and close do this too)."""
-        if self.txq != NULL and self.txq.fd >= 0:
+        cdef pcap_txq *txq = self.txq() if self.fp != NULL else NULL
+        if txq != NULL and txq.fd >= 0 and txq.buf != NULL:
             with nogil:
-                tx_flush(self.txq)
+                tx_flush(txq)
 
     def _dev_stop(self):
         self.flush()
@@ -796,27 +785,23 @@ cdef class Port(EthDev):
         if self.tx_fd >= 0:
             os.close(self.tx_fd)
             self.tx_fd = -1
-        if self.rxq != NULL:
-            free(self.rxq.recs)
-            free(self.rxq)
-            self.rxq = NULL
-        if self.txq != NULL:
-            free(self.txq.buf)
-            free(self.txq)
-            self.txq = NULL
-        self.index = None
+        self.index = None           # the port is stopped: no rx reads its buffer
 
-    def _dev_link(self):
-        return {"up": True, "speed_mbps": 10000, "duplex": "full"}
+    def _dev_queue_release(self, rx, q):
+        if rx:
+            free(self.rxq().recs)
+        else:
+            free(self.txq().buf)
 
     def _dev_xstats(self):
+        # Port-wide names: a net_pcap port has one queue each way.
         d = {}
-        if self.rxq != NULL:
-            d["rx_pcap_passes"] = self.rxq.passes
-            d["rx_oversized"] = self.rxq.oversized
-        if self.txq != NULL:
-            d["tx_write_errors"] = self.txq.write_errors
-            d["tx_errno"] = self.txq.last_errno
+        if self.rxq() != NULL:
+            d["rx_pcap_passes"] = self.rxq().passes
+            d["rx_oversized"] = self.rxq().oversized
+        if self.txq() != NULL:
+            d["tx_write_errors"] = self.txq().write_errors
+            d["tx_errno"] = self.txq().last_errno
         return d
 
     def _dev_info(self):

@@ -18,8 +18,8 @@ Keys:
   loopback  1: receive what is sent (default 0)
   peer      name of an open net_ring port to cross with (same queue count)
 """
-from libc.stdint cimport uint16_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.string cimport memset
 
 from pypdk.mempool.mbuf cimport pd_mbuf, PktMbufPool
 from pypdk.ring.ring cimport Ring, pd_ring, ring_mc_dequeue_burst, ring_mp_enqueue_burst
@@ -72,25 +72,21 @@ cdef uint16_t ring_tx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
 cdef class Port(EthDev):
     max_rx_queues = 16
     max_tx_queues = 16
+    DRIVER = DRIVER
 
-    cdef public list rx_rings     # Ring per queue
-    cdef public list tx_rings
-    cdef list qptrs
+    cdef readonly list rx_rings     # Ring per queue
+    cdef readonly list tx_rings
     cdef object peer_port
 
-    def __init__(self, str name, dict args):
-        EthDev.__init__(self, name, DRIVER, args)
+    def __cinit__(self):
         self.drv_rx = ring_rx
         self.drv_tx = ring_tx
         self.rx_rings = []
         self.tx_rings = []
-        self.qptrs = []
         self.peer_port = None
-        try:
-            self._wire(args)
-        except BaseException:
-            self.close()
-            raise
+
+    def _dev_probe(self, dict args):
+        self._wire(args)
 
     def _wire(self, args):
         size = args["size"]
@@ -105,10 +101,10 @@ cdef class Port(EthDev):
             if not peers or peers[0].driver != DRIVER:
                 raise UsageError(f"{self.name}: peer {args['peer']!r} is not an open net_ring port",
                                  "open the peer first (its --vdev comes earlier)")
-            self.peer_port = peers[0]
-            if (<Port>self.peer_port).peer_port is not None:
+            if (<Port>peers[0]).peer_port is not None:
                 raise UsageError(f"{self.name}: {args['peer']} is already crossed with another port",
                                  "cross each net_ring port with one peer")
+            self.peer_port = peers[0]
             (<Port>self.peer_port).peer_port = self
 
     def _dev_configure(self, nb_rxq, nb_txq):
@@ -130,21 +126,18 @@ cdef class Port(EthDev):
             else:
                 self.tx_rings = [Ring(f"{self.name}_tx{q}", size) for q in range(nb_txq)]
 
-    cdef ring_q *_new_q(self, Ring r, uint16_t qid) except NULL:
-        cdef ring_q *q = <ring_q *>calloc(1, sizeof(ring_q))
-        if q == NULL:
-            raise MemoryError()
-        self.qptrs.append(<uintptr_t>q)
+    cdef _init_q(self, bint rx, Ring r, uint16_t qid):
+        cdef ring_q *q = <ring_q *>self.queue_alloc(rx, qid, sizeof(ring_q))
+        memset(q, 0, sizeof(ring_q))
         q.ring = r.r
         q.port = self.port_id
         q.queue = qid
-        return q
 
     def _dev_rx_queue_setup(self, q, nb_desc, PktMbufPool pool):
-        self.set_queue(True, q, self._new_q(self.rx_rings[q], q))
+        self._init_q(True, self.rx_rings[q], q)
 
     def _dev_tx_queue_setup(self, q, nb_desc):
-        self.set_queue(False, q, self._new_q(self.tx_rings[q], q))
+        self._init_q(False, self.tx_rings[q], q)
 
     def rx_ring(self, q=0):
         """The ring this port receives from on queue q (inject mbufs here)."""
@@ -154,14 +147,8 @@ cdef class Port(EthDev):
         """The ring this port transmits to on queue q."""
         return self.tx_rings[q]
 
-    def _dev_xstats(self):
-        cdef ring_q *q
-        out = {}
-        for i in range(self.nb_tx_queues):
-            q = <ring_q *>self.fp.txq[i]
-            if q != NULL:
-                out[f"tx_q{i}_ring_full"] = q.full
-        return out
+    def _dev_queue_xstats(self, rx, q):
+        return {} if rx else {"ring_full": (<ring_q *>self.fp.txq[q]).full}
 
     def _dev_close(self):
         # Packets still in rings the port owns go back to their pools.
@@ -176,6 +163,3 @@ cdef class Port(EthDev):
                     Mbuf.from_addr(a).free()
         if self.peer_port is not None:
             (<Port>self.peer_port).peer_port = None
-        for q in self.qptrs:
-            free(<void *>(<uintptr_t>q))
-        self.qptrs = []

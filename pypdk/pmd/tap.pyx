@@ -66,12 +66,10 @@ import errno as _errno
 import fcntl
 import os
 import random
-import socket
 import struct
 import threading
 
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.errno cimport errno, EAGAIN, EINTR
 from posix.uio cimport iovec, readv, writev
@@ -80,10 +78,14 @@ from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk,
                                  PktMbufPool)
 from pypdk.mempool.mempool cimport pd_mempool
 from pd_compiler cimport pd_likely, pd_unlikely
-from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 
+from pypdk.pmd import netdev
 from pypdk.pmd.devargs import Key, parse_bool
 from pypdk.errors import UsageError, ResourceError, StateError
+
+cdef extern from "<sys/ioctl.h>":
+    pass                        # _IOW and friends, which <linux/if_tun.h> uses
 
 cdef extern from "<linux/if_tun.h>":
     enum:
@@ -95,17 +97,8 @@ cdef extern from "<linux/if_tun.h>":
         _IFF_NO_PI "IFF_NO_PI"
         _IFF_MULTI_QUEUE "IFF_MULTI_QUEUE"
 
-cdef extern from "<sys/ioctl.h>":
-    enum:
-        _SIOCGIFFLAGS "SIOCGIFFLAGS"
-        _SIOCSIFFLAGS "SIOCSIFFLAGS"
-        _SIOCGIFMTU "SIOCGIFMTU"
-        _SIOCSIFMTU "SIOCSIFMTU"
-
 cdef extern from "<net/if.h>":
     enum:
-        _IFF_UP "IFF_UP"
-        _IFF_RUNNING "IFF_RUNNING"
         _IFNAMSIZ "IFNAMSIZ"
 
 cdef extern from *:
@@ -126,12 +119,6 @@ TUNGETDEVNETNS = _TUNGETDEVNETNS
 IFF_TAP = _IFF_TAP
 IFF_NO_PI = _IFF_NO_PI
 IFF_MULTI_QUEUE = _IFF_MULTI_QUEUE
-SIOCGIFFLAGS = _SIOCGIFFLAGS
-SIOCSIFFLAGS = _SIOCSIFFLAGS
-SIOCGIFMTU = _SIOCGIFMTU
-SIOCSIFMTU = _SIOCSIFMTU
-IFF_UP = _IFF_UP
-IFF_RUNNING = _IFF_RUNNING
 IFNAMSIZ = _IFNAMSIZ
 CLONE_NEWNET = 0x40000000
 
@@ -315,7 +302,7 @@ def _socket_in_netns(int nsfd):
             if _libc.setns(nsfd, CLONE_NEWNET) != 0:
                 e = ctypes.get_errno()
                 raise OSError(e, os.strerror(e))
-            out["sock"] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            out["sock"] = netdev.control_socket()
         except OSError as e:
             out["err"] = e
 
@@ -360,28 +347,26 @@ def _tun_open(str iface, int flags):
 
 
 cdef class Port(EthDev):
+    DRIVER = DRIVER
+
     cdef list fds
-    cdef list rxqs          # tap_rxq * as ints, one per queue
-    cdef list txqs
     cdef readonly str iface
     cdef readonly bint created
     cdef int nq
     cdef int was_up         # the interface was up at open (restored at stop)
     cdef object _ctl        # (netns inode, socket): the control socket, cached
 
-    def __init__(self, str name, dict args):
-        EthDev.__init__(self, name, DRIVER, args)
+    def __cinit__(self):
         self.drv_rx = tap_rx
         self.drv_tx = tap_tx
         self.fds = []
-        self.rxqs = [0] * 16
-        self.txqs = [0] * 16
         self._ctl = None
-        try:
-            self._probe(args)
-        except BaseException:
-            self.close()
-            raise
+
+    cdef inline tap_rxq *rxq(self, int q):
+        return <tap_rxq *>self.fp.rxq[q]
+
+    cdef inline tap_txq *txq(self, int q):
+        return <tap_txq *>self.fp.txq[q]
 
     @property
     def max_rx_queues(self):
@@ -391,27 +376,24 @@ cdef class Port(EthDev):
     def max_tx_queues(self):
         return self.nq
 
-    def _probe(self, dict args):
+    def _dev_probe(self, dict args):
         devno = int("".join(c for c in self.name if c.isdigit()) or 0)
         self.iface = args["iface"] if args["iface"] is not None else f"dtap{devno}"
-        if not 1 <= len(self.iface.encode()) < IFNAMSIZ or any(c in self.iface for c in "/ :%") \
-                or self.iface in (".", ".."):
+        if not netdev.valid_name(self.iface):
             raise UsageError(f"{self.name}: iface={self.iface!r} is not a valid interface name",
                              f"use 1..{IFNAMSIZ - 1} characters, no '/', ':', '%' or spaces")
         self.nq = args["queues"]
         if not 1 <= self.nq <= 16:
             raise UsageError(f"{self.name}: queues={self.nq} is out of range", "use queues=1..16")
-        self.mac = _parse_mac(args["mac"], devno)
+        self._mac = _parse_mac(args["mac"], devno)
         flags = IFF_TAP | IFF_NO_PI
-        sysdir = f"/sys/class/net/{self.iface}"
-        self.created = not os.path.exists(sysdir)
+        self.created = not netdev.exists(self.iface)
         if not self.created:
-            try:
-                with open(f"{sysdir}/tun_flags") as f:
-                    tun_flags = int(f.read(), 16)
-            except FileNotFoundError:
+            tun_flags = netdev.sysfs(self.iface, "tun_flags")
+            if tun_flags is None:
                 raise UsageError(f"{self.name}: interface {self.iface} exists and is not a "
-                                 "tap device", "give another iface= name") from None
+                                 "tap device", "give another iface= name")
+            tun_flags = int(tun_flags, 16)
             if not tun_flags & IFF_TAP:
                 raise UsageError(f"{self.name}: interface {self.iface} is a tun (layer 3) "
                                  "device, not a tap", "give another iface= name")
@@ -428,8 +410,9 @@ cdef class Port(EthDev):
             self.fds.append(fd)
         if self.created and args["persist"]:
             fcntl.ioctl(self.fds[0], TUNSETPERSIST, 1)
-        self.was_up = bool(self._get_flags() & IFF_UP)
-        self.mtu = self._ifreq_int(SIOCGIFMTU)
+        s, _ = self._ctl_sock()
+        self.was_up = netdev.is_up(s, self._kernel_name())
+        self._mtu = netdev.get_mtu(s, self._kernel_name())
 
     # -- the interface wherever it lives --------------------------------------
     def _kernel_name(self):
@@ -446,7 +429,7 @@ cdef class Port(EthDev):
             if self._ctl is not None:
                 self._ctl[1].close()
             if ino == os.stat("/proc/thread-self/ns/net").st_ino:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s = netdev.control_socket()
             else:
                 s = _socket_in_netns(nsfd)
             self._ctl = (ino, s)
@@ -454,21 +437,9 @@ cdef class Port(EthDev):
         finally:
             os.close(nsfd)
 
-    def _ifreq_int(self, req, value=0):
-        """SIOC[GS]IF{FLAGS,MTU} on the tap, in its namespace."""
-        s, _ = self._ctl_sock()
-        fmt = "16sH22x" if req in (SIOCGIFFLAGS, SIOCSIFFLAGS) else "16si20x"
-        ifr = fcntl.ioctl(s, req, struct.pack(fmt, self._kernel_name().encode(), value))
-        return struct.unpack(fmt, ifr)[1]
-
-    def _get_flags(self):
-        return self._ifreq_int(SIOCGIFFLAGS) & 0xffff
-
     def _set_up(self, bint up):
-        flags = self._get_flags()
-        new = (flags | IFF_UP) if up else (flags & ~IFF_UP)
-        if new != flags:
-            self._ifreq_int(SIOCSIFFLAGS, new)
+        s, _ = self._ctl_sock()
+        netdev.set_up(s, self._kernel_name(), up)
 
     @property
     def kernel_iface(self):
@@ -498,19 +469,16 @@ cdef class Port(EthDev):
         if room < 64:
             raise UsageError(f"{self.name}: pool {pool.name!r} has a data room of {room} bytes",
                              "use a pool with data_room >= 64")
-        if self.rxqs[q]:
-            self._free_rxq(q)
-        rxq = <tap_rxq *>calloc(1, sizeof(tap_rxq))
-        if rxq == NULL:
-            raise MemoryError()
+        if self.rxq(q) != NULL:
+            self._dev_queue_release(True, q)
+        rxq = <tap_rxq *>self.queue_alloc(True, q, sizeof(tap_rxq))
+        memset(rxq, 0, sizeof(tap_rxq))
         rxq.mp = pool.mp
         rxq.fd = self.fds[q]
         rxq.room = room
         rxq.port = self.port_id
         rxq.queue = q
-        self.rxqs[q] = <size_t>rxq
-        self._size_rx(rxq, self.mtu)
-        self.set_queue(True, q, rxq)
+        self._size_rx(rxq, self._mtu)
 
     cdef _size_rx(self, tap_rxq *rxq, int mtu):
         cdef uint32_t nseg = (mtu + TAP_FRAME_EXTRA + rxq.room - 1) // rxq.room
@@ -522,43 +490,32 @@ cdef class Port(EthDev):
 
     def _dev_tx_queue_setup(self, q, nb_desc):
         cdef tap_txq *txq
-        if not self.txqs[q]:
-            txq = <tap_txq *>calloc(1, sizeof(tap_txq))
-            if txq == NULL:
-                raise MemoryError()
+        if self.txq(q) == NULL:
+            txq = <tap_txq *>self.queue_alloc(False, q, sizeof(tap_txq))
             txq.fd = self.fds[q]
-            self.txqs[q] = <size_t>txq
-        self.set_queue(False, q, <void *><size_t>self.txqs[q])
 
     def _dev_start(self):
         self._set_up(True)
 
     def _dev_stop(self):
-        cdef tap_rxq *rxq
-        for q in range(16):
-            if self.rxqs[q]:
-                rxq = <tap_rxq *><size_t>self.rxqs[q]
-                pktmbuf_free_bulk(rxq.stash, rxq.nstash)
-                rxq.nstash = 0
+        for q in range(PD_MAX_QUEUES):
+            if self.rxq(q) != NULL:
+                self._dev_queue_release(True, q)
         if not self.was_up:
             try:
                 self._set_up(False)
             except OSError:
                 pass            # the interface went away under us: nothing to restore
 
-    def _free_rxq(self, q):
-        cdef tap_rxq *rxq = <tap_rxq *><size_t>self.rxqs[q]
-        pktmbuf_free_bulk(rxq.stash, rxq.nstash)
-        free(rxq)
-        self.rxqs[q] = 0
+    def _dev_queue_release(self, rx, q):
+        # The stash's mbufs go back to the pool.
+        cdef tap_rxq *rxq
+        if rx:
+            rxq = self.rxq(q)
+            pktmbuf_free_bulk(rxq.stash, rxq.nstash)
+            rxq.nstash = 0
 
     def _dev_close(self):
-        for q in range(16):
-            if self.rxqs[q]:
-                self._free_rxq(q)
-            if self.txqs[q]:
-                free(<void *><size_t>self.txqs[q])
-                self.txqs[q] = 0
         if self._ctl is not None:
             self._ctl[1].close()
             self._ctl = None
@@ -570,51 +527,34 @@ cdef class Port(EthDev):
 
     def _dev_set_mtu(self, mtu):
         cdef tap_rxq *rxq
-        for q in range(16):
-            if self.rxqs[q]:
-                rxq = <tap_rxq *><size_t>self.rxqs[q]
+        for q in range(PD_MAX_QUEUES):
+            rxq = self.rxq(q)
+            if rxq != NULL:
                 if (mtu + TAP_FRAME_EXTRA + rxq.room - 1) // rxq.room > TAP_MAX_SEGS:
                     self._size_rx(rxq, mtu)       # raises
         try:
-            self._ifreq_int(SIOCSIFMTU, mtu)
+            s, _ = self._ctl_sock()
+            netdev.set_mtu(s, self._kernel_name(), mtu)
         except OSError as e:
             raise UsageError(f"{self.name}: the kernel refused MTU {mtu} on {self.iface} "
                              f"({e.strerror})", "use 68..65521") from None
-        for q in range(16):
-            if self.rxqs[q]:
-                self._size_rx(<tap_rxq *><size_t>self.rxqs[q], mtu)
+        for q in range(PD_MAX_QUEUES):
+            if self.rxq(q) != NULL:
+                self._size_rx(self.rxq(q), mtu)
 
     def _dev_link(self):
         if not self.fds:
-            return {"up": False, "speed_mbps": 0, "duplex": "full", "operstate": "closed"}
-        flags = self._get_flags()
-        name = self._kernel_name()
-        opstate = None
-        if self.in_this_netns:
-            try:
-                with open(f"/sys/class/net/{name}/operstate") as f:
-                    opstate = f.read().strip()
-            except OSError:
-                pass
-        if opstate is None:
-            opstate = "up" if flags & IFF_RUNNING else "down"
-        return {"up": bool(flags & IFF_UP) and bool(flags & IFF_RUNNING),
-                "speed_mbps": 10000, "duplex": "full", "operstate": opstate,
-                "admin_up": bool(flags & IFF_UP)}
-
-    def _dev_xstats(self):
-        cdef tap_rxq *rxq
-        cdef tap_txq *txq
-        d = {}
-        for q in range(self.nq):
-            if self.rxqs[q]:
-                rxq = <tap_rxq *><size_t>self.rxqs[q]
-                d[f"rx_q{q}_too_long"] = rxq.too_long
-            if self.txqs[q]:
-                txq = <tap_txq *><size_t>self.txqs[q]
-                d[f"tx_q{q}_too_many_segs"] = txq.too_many_segs
-                d[f"tx_q{q}_errno"] = txq.last_errno
+            return {"up": False, "speed_mbps": 0, "duplex": "full", "operstate": "closed",
+                    "admin_up": False}
+        s, _ = self._ctl_sock()
+        d = netdev.link(s, self._kernel_name(), in_this_netns=self.in_this_netns)
+        d["speed_mbps"] = 10000         # tun reports 10 Mb/s; a tap goes as fast as the cpu
         return d
+
+    def _dev_queue_xstats(self, rx, q):
+        if rx:
+            return {"too_long": self.rxq(q).too_long}
+        return {"too_many_segs": self.txq(q).too_many_segs, "errno": self.txq(q).last_errno}
 
     def _dev_info(self):
         d = {"iface": self.iface, "created": bool(self.created),
@@ -623,6 +563,8 @@ cdef class Port(EthDev):
             try:
                 d["kernel_iface"] = self._kernel_name()
                 d["in_this_netns"] = self.in_this_netns
+                if d["in_this_netns"]:
+                    d["ifindex"] = netdev.ifindex(d["kernel_iface"]) or None
             except OSError:
                 pass
         return d

@@ -172,7 +172,7 @@ def test_port_takes_the_interface_mac_and_mtu_and_restores_link_state(pool, wire
     a, _, _ = wire
     nsh.set_link(a, None, "mtu", "1400")
     port = open_port(a)
-    assert port.mac_addr == nsh.link_mac(a)
+    assert pypdk.pmd.mac_str(port.mac) == nsh.link_mac(a)
     assert port.mtu == 1400
     assert port.max_rx_queues == 1
     port.setup(pool)
@@ -205,7 +205,7 @@ def test_ping_from_the_kernel_is_received_and_answered(pool, wire):
     port.start()
     proc = nsh.ns_popen(ns, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", PORT_IP)
     seen = []
-    mac = port.mac_addr
+    mac = pypdk.pmd.mac_str(port.mac)
     deadline = time.monotonic() + GUARD
     try:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -250,7 +250,7 @@ def test_udp_socket_datagrams_arrive_with_valid_checksums(pool, wire):
     a, b, ns = wire
     port = open_port(a).setup(pool)
     port.start()
-    nsh.add_neigh(b, PORT_IP, port.mac_addr, ns)
+    nsh.add_neigh(b, PORT_IP, pypdk.pmd.mac_str(port.mac), ns)
     payloads = [bytes([i]) * (20 + 97 * i) for i in range(8)]
     nsh.ns_run(ns, sys.executable, "-c",
                "import socket, sys\n"
@@ -281,14 +281,14 @@ def test_scapy_frames_arrive_byte_for_byte_vlan_and_chained(pool, wire, tmp_path
         peer = nsh.link_mac(b, ns)
         frames = [
             Ether(src=peer, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=HOST_IP, pdst=PORT_IP),
-            Ether(src=peer, dst=port.mac_addr) / IP(src=HOST_IP, dst=PORT_IP) /
+            Ether(src=peer, dst=pypdk.pmd.mac_str(port.mac)) / IP(src=HOST_IP, dst=PORT_IP) /
             UDP(sport=1234, dport=4321) / Raw(b"u" * 300),
-            Ether(src=peer, dst=port.mac_addr) / IP(src=HOST_IP, dst=PORT_IP) /
+            Ether(src=peer, dst=pypdk.pmd.mac_str(port.mac)) / IP(src=HOST_IP, dst=PORT_IP) /
             TCP(sport=5555, dport=80, flags="S", seq=1000),
-            Ether(src=peer, dst=port.mac_addr) / IPv6(src="fd00::1", dst="fd00::2") /
+            Ether(src=peer, dst=pypdk.pmd.mac_str(port.mac)) / IPv6(src="fd00::1", dst="fd00::2") /
             UDP(sport=1, dport=2) / Raw(b"six" * 100),
             # the kernel strips the tag into metadata: rx puts it back
-            Ether(src=peer, dst=port.mac_addr) / Dot1Q(vlan=42, prio=5) /
+            Ether(src=peer, dst=pypdk.pmd.mac_str(port.mac)) / Dot1Q(vlan=42, prio=5) /
             IP(src=HOST_IP, dst=PORT_IP) / UDP(sport=9, dport=9) / Raw(b"v" * 64),
             # longer than the 512-byte data room: a chain of 3 segments
             Ether(src=peer, dst="02:de:ad:be:ef:01") / IP(src=HOST_IP, dst="10.79.0.9") /
@@ -315,7 +315,7 @@ def test_an_empty_pool_counts_rx_nombuf_and_loses_nothing(pool, wire, tmp_path):
     port = open_port(a).setup(pool)
     port.start()
     peer = nsh.link_mac(b, ns)
-    frames = [Ether(src=peer, dst=port.mac_addr) / IP(src=HOST_IP, dst=PORT_IP) /
+    frames = [Ether(src=peer, dst=pypdk.pmd.mac_str(port.mac)) / IP(src=HOST_IP, dst=PORT_IP) /
               UDP(sport=100, dport=i) for i in range(10)]
     ns_send_raw(ns, b, frames)
     hog = pool.alloc_bulk(pool.avail_count)      # nothing left to receive into
@@ -338,7 +338,7 @@ def test_a_full_ring_shows_kernel_drops_as_imissed(pool, wire, tmp_path):
     port.start()
     peer = nsh.link_mac(b, ns)
     n = 100
-    frames = [Ether(src=peer, dst=port.mac_addr) / IP(src=HOST_IP, dst=PORT_IP) /
+    frames = [Ether(src=peer, dst=pypdk.pmd.mac_str(port.mac)) / IP(src=HOST_IP, dst=PORT_IP) /
               UDP(sport=100, dport=200) / Raw(i.to_bytes(4, "big") * 200) for i in range(n)]
     ns_sendp(ns, b, frames, tmp_path)            # nobody polls meanwhile
     got = drain(port)
@@ -357,7 +357,7 @@ def test_sent_frames_are_captured_intact_and_bad_ones_counted(pool, wire, tmp_pa
     a, b, ns = wire
     port = open_port(a).setup(pool)
     port.start()
-    mac, peer = port.mac_addr, nsh.link_mac(b, ns)
+    mac, peer = pypdk.pmd.mac_str(port.mac), nsh.link_mac(b, ns)
 
     def udp(n, dport=9):
         return bytes(Ether(src=mac, dst=peer) / IP(src=PORT_IP, dst=HOST_IP) /
@@ -392,7 +392,7 @@ def test_kernel_udp_socket_accepts_what_the_port_sends(pool, wire):
     a, b, ns = wire
     port = open_port(a).setup(pool)
     port.start()
-    mac, peer = port.mac_addr, nsh.link_mac(b, ns)
+    mac, peer = pypdk.pmd.mac_str(port.mac), nsh.link_mac(b, ns)
     listener = nsh.ns_popen(ns, sys.executable, "-u", "-c",
                             "import socket, sys\n"
                             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
@@ -424,7 +424,7 @@ def test_two_qpairs_split_flows_and_count_each_frame_once(pool, wire, tmp_path):
     assert port.info()["fanout_id"] >= 0
     peer = nsh.link_mac(b, ns)
     n = 256
-    frames = [Ether(src=peer, dst=port.mac_addr) /
+    frames = [Ether(src=peer, dst=pypdk.pmd.mac_str(port.mac)) /
               IP(src=f"10.79.{1 + i % 16}.{1 + i // 16}", dst=PORT_IP) /
               UDP(sport=1024 + i, dport=2000 + 7 * i) / Raw(i.to_bytes(2, "big") * 8)
               for i in range(n)]
@@ -445,7 +445,7 @@ def test_two_qpairs_split_flows_and_count_each_frame_once(pool, wire, tmp_path):
     assert all(len(v) == 1 for v in flows.values())
     assert port.stats()["ipackets"] == n
     # both tx queues send
-    mac = port.mac_addr
+    mac = pypdk.pmd.mac_str(port.mac)
     cap = Capture(ns, b, 2, mac, tmp_path / "tx2.pcap")
     out = [bytes(Ether(src=mac, dst=peer) / IP(src=PORT_IP, dst=HOST_IP) / UDP(dport=q) /
                  Raw(b"q%d" % q)) for q in (0, 1)]

@@ -182,7 +182,7 @@ def start_port(peer: Peer, pool, spec_extra: str = "", nb_rxq=1, nb_txq=1, name=
 def test_start_attaches_our_program_and_close_detaches_it(peer, pool):
     port = pypdk.pmd.open(f"net_af_xdp0,iface={peer.a}")
     assert port.info()["xdp_mode"] is None
-    assert port.mac_addr == peer.a_mac
+    assert pypdk.pmd.mac_str(port.mac) == peer.a_mac
     port.setup(pool, 1, 1)
     assert_no_xdp(peer.a)                 # nothing attached before start
     port.start()

@@ -90,12 +90,10 @@ include/uapi/linux/if_xdp.h, include/net/xsk_queue.h;
 import atexit
 import errno as _errno
 import os
-import socket as _socket
 import time
 import weakref
 
 from libc.stdint cimport uint16_t, int32_t, uint32_t, int64_t, uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.errno cimport errno, EAGAIN, EBUSY, EINTR, ENOBUFS
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_POPULATE, MAP_FAILED
@@ -110,18 +108,15 @@ from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.eal.memzone cimport Memzone
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 
+from pypdk.pmd import netdev
 from pypdk.pmd.devargs import Key
 from pypdk.pmd.af_xdp import prog as _prog
 from pypdk.pmd.af_xdp import bpf as _bpf
 from pypdk.errors import UsageError, ResourceError, StateError
 
-cdef extern from "pd_atomic.h" nogil:
-    uint32_t pd_load_acquire_u32(const uint32_t *p)
-    uint32_t pd_load_relaxed_u32(const uint32_t *p)
-    void pd_store_release_u32(uint32_t *p, uint32_t v)
+from pd_atomic cimport pd_load_acquire_u32, pd_load_relaxed_u32, pd_store_release_u32
 
-cdef extern from "pd_compiler.h" nogil:
-    void pd_prefetchw(const void *p)
+from pd_compiler cimport pd_prefetchw
 
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
@@ -450,22 +445,6 @@ def _pow2(n, lo, hi):
     return v
 
 
-def _sysfs(ifname, leaf, default=None):
-    try:
-        with open(f"/sys/class/net/{ifname}/{leaf}") as f:
-            return f.read().strip()
-    except OSError:
-        return default
-
-
-def rx_queue_count(ifname):
-    """The interface's rx queues per sysfs (None when sysfs cannot tell)."""
-    try:
-        return sum(1 for e in os.listdir(f"/sys/class/net/{ifname}/queues") if e.startswith("rx-"))
-    except OSError:
-        return None
-
-
 # (ifindex, interface queue) -> port name, for this process's ports
 _claims = {}
 _live = weakref.WeakSet()
@@ -488,9 +467,7 @@ cdef class Port(EthDev):
     cdef int start_queue
     cdef int qcount
     cdef int nsock
-    cdef xsk_rxq *rxqs[PD_MAX_QUEUES]
-    cdef xsk_txq *txqs[PD_MAX_QUEUES]
-    cdef int fds[PD_MAX_QUEUES]
+    cdef int fds[PD_MAX_QUEUES]  # socket i serves rx and tx queue i
     cdef list rx_sizes
     cdef list tx_sizes
     cdef object att              # prog.Attachment while started
@@ -503,17 +480,15 @@ cdef class Port(EthDev):
     cdef dict kstats_saved       # kernel XDP_STATISTICS of closed sockets, per queue
     cdef dict lost               # mbufs the kernel kept at close (should stay 0)
     cdef object xdp_obj          # parsed xdp_prog (checked at open)
+    cdef object _ctl             # the netdev control socket (made on first use)
+
+    DRIVER = DRIVER
 
     def __cinit__(self):
         cdef int i
         for i in range(PD_MAX_QUEUES):
-            self.rxqs[i] = NULL
-            self.txqs[i] = NULL
             self.fds[i] = -1
         self.nsock = 0
-
-    def __init__(self, str name, dict args):
-        EthDev.__init__(self, name, DRIVER, args)
         self.drv_rx = xsk_rx_burst
         self.drv_tx = xsk_tx_burst
         self.kstats_saved = {}
@@ -521,18 +496,12 @@ cdef class Port(EthDev):
         self.rx_sizes = []
         self.tx_sizes = []
         self.qcount = 0
-        try:
-            self._probe(args)
-        except BaseException:
-            self.close()
-            raise
-        for q in range(self.start_queue, self.start_queue + self.qcount):
-            _claims[(self.ifindex, q)] = name
-        _live.add(self)
-        global _atexit_done
-        if not _atexit_done:
-            atexit.register(_close_all_at_exit)
-            _atexit_done = True
+
+    cdef inline xsk_rxq *rxq(self, int q):
+        return <xsk_rxq *>self.fp.rxq[q]
+
+    cdef inline xsk_txq *txq(self, int q):
+        return <xsk_txq *>self.fp.txq[q]
 
     @property
     def max_rx_queues(self):
@@ -542,17 +511,16 @@ cdef class Port(EthDev):
     def max_tx_queues(self):
         return self.qcount or 1
 
-    def _probe(self, dict args):
+    def _dev_probe(self, dict args):
         name = self.name
         iface = args["iface"]
         if not iface or len(iface) > 15 or "/" in iface:
             raise UsageError(f"{name}: iface={iface!r} is not an interface name",
                              "give the name `ip link` shows (at most 15 characters)")
-        try:
-            self.ifindex = _socket.if_nametoindex(iface)
-        except OSError:
+        self.ifindex = netdev.ifindex(iface)
+        if self.ifindex == 0:
             raise ResourceError(f"{name}: interface {iface!r} does not exist",
-                                "create it or check the name with `ip link`") from None
+                                "create it or check the name with `ip link`")
         self.ifname = iface
         sq, qc = args["start_queue"], args["queue_count"]
         if qc < 1 or qc > PD_MAX_QUEUES:
@@ -560,7 +528,7 @@ cdef class Port(EthDev):
                              f"use queue_count=1..{PD_MAX_QUEUES}")
         if sq < 0:
             raise UsageError(f"{name}: start_queue={sq} is negative", "use start_queue >= 0")
-        nq = rx_queue_count(iface)
+        nq = netdev.queue_count(iface)
         if nq is not None and sq + qc > nq:
             raise UsageError(f"{name}: queues {sq}..{sq + qc - 1} asked, {iface} has {nq} rx "
                              f"queue{'s' if nq != 1 else ''} (0..{nq - 1})",
@@ -597,15 +565,23 @@ cdef class Port(EthDev):
                                 "run as root") from None
         if state["prog_id"] and (ours is None or ours.prog_id != state["prog_id"]):
             raise _prog.foreign_program_error(iface, state)
-        addr = _sysfs(iface, "address", "")
+        addr = netdev.sysfs(iface, "address", "")
         try:
-            self.mac = bytes(int(x, 16) for x in addr.split(":"))
+            self._mac = bytes(int(x, 16) for x in addr.split(":"))
         except ValueError:
             pass
-        if len(self.mac) != 6:
-            self.mac = bytes(6)
-        self.mtu = int(_sysfs(iface, "mtu", "1500"))
+        if len(self._mac) != 6:
+            self._mac = bytes(6)
+        self._mtu = int(netdev.sysfs(iface, "mtu", "1500"))
+        self.socket_id = netdev.numa_node(iface)
         self.qcount = qc
+        for q in range(sq, sq + qc):
+            _claims[(self.ifindex, q)] = name
+        _live.add(self)
+        global _atexit_done
+        if not _atexit_done:
+            atexit.register(_close_all_at_exit)
+            _atexit_done = True
 
     # ---- queues --------------------------------------------------------------------
     def _dev_configure(self, nb_rxq, nb_txq):
@@ -621,24 +597,16 @@ cdef class Port(EthDev):
         self._layout(pool)
         if not 1 <= nb_desc <= 16384:
             raise UsageError(f"{self.name}: {nb_desc} rx descriptors", "use 1..16384 (rounded up to a power of two, at least 64)")
-        if self.rxqs[q] == NULL:
-            self.rxqs[q] = <xsk_rxq *>calloc(1, sizeof(xsk_rxq))
-            if self.rxqs[q] == NULL:
-                raise MemoryError()
-        self.rxqs[q].fd = -1
+        self.queue_alloc(True, q, sizeof(xsk_rxq))
+        self.rxq(q).fd = -1
         self.rx_sizes[q] = _pow2(nb_desc, 64, 16384)
-        self.set_queue(True, q, self.rxqs[q])
 
     def _dev_tx_queue_setup(self, q, nb_desc):
         if not 1 <= nb_desc <= 16384:
             raise UsageError(f"{self.name}: {nb_desc} tx descriptors", "use 1..16384 (rounded up to a power of two, at least 64)")
-        if self.txqs[q] == NULL:
-            self.txqs[q] = <xsk_txq *>calloc(1, sizeof(xsk_txq))
-            if self.txqs[q] == NULL:
-                raise MemoryError()
-        self.txqs[q].fd = -1
+        self.queue_alloc(False, q, sizeof(xsk_txq))
+        self.txq(q).fd = -1
         self.tx_sizes[q] = _pow2(nb_desc, 64, 16384)
-        self.set_queue(False, q, self.txqs[q])
 
     def _layout(self, PktMbufPool pool):
         """Where a received frame lands in an mbuf of `pool` (see xsk.pxd)."""
@@ -674,7 +642,7 @@ cdef class Port(EthDev):
             self.att = _prog.attach(self.ifname, self.ifindex, self.devargs["mode"],
                                     self.devargs["xdp_prog"], self.xdp_obj,
                                     max(64, self.start_queue + self.qcount,
-                                        rx_queue_count(self.ifname) or 0))
+                                        netdev.queue_count(self.ifname) or 0))
             for i in range(self.fp.nb_rxq):
                 try:
                     self.att.set_socket(self.start_queue + i, self.fds[i])
@@ -747,7 +715,7 @@ cdef class Port(EthDev):
             raise ResourceError(f"{name}: cannot set up AF_XDP rings ({e})",
                                 "check the kernel log (dmesg)") from None
         if has_rx:
-            rxq = self.rxqs[i]
+            rxq = self.rxq(i)
             ring_map(&rxq.rx, fd, &off.rx, rx_size, sizeof(xdp_desc), XDP_PGOFF_RX_RING)
             ring_map(&rxq.fill, fd, &off.fr, fill_size, sizeof(uint64_t), XDP_UMEM_PGOFF_FILL_RING)
             rxq.fd = fd
@@ -761,7 +729,7 @@ cdef class Port(EthDev):
             rxq.queue = i
             rxq.busy_poll = self.devargs["busy_budget"] > 0
         if has_tx:
-            txq = self.txqs[i]
+            txq = self.txq(i)
             ring_map(&txq.tx, fd, &off.tx, tx_size, sizeof(xdp_desc), XDP_PGOFF_TX_RING)
             ring_map(&txq.cq, fd, &off.cr, cq_size, sizeof(uint64_t), XDP_UMEM_PGOFF_COMPLETION_RING)
             txq.fd = fd
@@ -814,7 +782,7 @@ cdef class Port(EthDev):
                 raise ResourceError(f"{name}: {iface}'s driver has no AF_XDP zero-copy support",
                                     "use zero_copy=auto or zero_copy=0 (copy mode)")
             if e == _errno.EINVAL:
-                nq = rx_queue_count(iface)
+                nq = netdev.queue_count(iface)
                 raise UsageError(f"{name}: the kernel refused queue {qid} of {iface} "
                                  f"({os.strerror(e)}; it has {nq} rx queues)",
                                  "use queues below the interface's queue count")
@@ -836,7 +804,7 @@ cdef class Port(EthDev):
         # Stock every fill ring, but leave half the pool for the app and tx.
         budget = avail // 2 // max(self.fp.nb_rxq, 1)
         for i in range(self.fp.nb_rxq):
-            rxq = self.rxqs[i]
+            rxq = self.rxq(i)
             target = rxq.fill.size if rxq.fill.size < budget else budget
             if target < 1:
                 raise ResourceError(f"{self.name}: pool {pool.name!r} has {avail} free mbufs, "
@@ -875,7 +843,7 @@ cdef class Port(EthDev):
         # for good (interface down): those descriptors are reclaimed below.
         deadline = time.monotonic() + 0.5
         for i in range(self.nsock):
-            txq = self.txqs[i] if i < self.fp.nb_txq else NULL
+            txq = self.txq(i) if i < self.fp.nb_txq else NULL
             if txq == NULL or txq.fd < 0:
                 continue
             errs = txq.kick_errors
@@ -899,7 +867,7 @@ cdef class Port(EthDev):
                 c_close(self.fds[i])
                 self.fds[i] = -1
         for i in range(self.nsock):
-            rxq = self.rxqs[i] if i < self.fp.nb_rxq else NULL
+            rxq = self.rxq(i) if i < self.fp.nb_rxq else NULL
             if rxq != NULL and rxq.rx.map != NULL and give_back:
                 got = reclaim_addrs(&rxq.rx, rxq.rx.cached_cons, pd_load_acquire_u32(rxq.rx.producer),
                                     True, rxq.umem - rxq.fill_delta)
@@ -912,7 +880,7 @@ cdef class Port(EthDev):
                 ring_unmap(&rxq.rx)
                 ring_unmap(&rxq.fill)
                 rxq.fd = -1
-            txq = self.txqs[i] if i < self.fp.nb_txq else NULL
+            txq = self.txq(i) if i < self.fp.nb_txq else NULL
             if txq != NULL and txq.tx.map != NULL and give_back:
                 xsk_tx_reap(txq)
                 got = reclaim_addrs(&txq.tx, pd_load_acquire_u32(txq.tx.consumer),
@@ -953,16 +921,14 @@ cdef class Port(EthDev):
     def _dev_close(self):
         cdef int i
         self._teardown()
-        for i in range(PD_MAX_QUEUES):
-            free(self.rxqs[i])
-            free(self.txqs[i])
-            self.rxqs[i] = NULL
-            self.txqs[i] = NULL
         if self.qcount:
             for q in range(self.start_queue, self.start_queue + self.qcount):
                 if _claims.get((self.ifindex, q)) == self.name:
                     del _claims[(self.ifindex, q)]
         _live.discard(self)
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
 
     # ---- information -----------------------------------------------------------------
     def kernel_stats(self):
@@ -986,26 +952,17 @@ cdef class Port(EthDev):
             for k, v in ks.items():
                 d[f"q{i}_kernel_{k}"] = v
             imissed += ks.get("rx_dropped", 0) + ks.get("rx_ring_full", 0)
-        for i in range(self.fp.nb_rxq):
-            rxq = self.rxqs[i]
-            if rxq != NULL:
-                d[f"rx_q{i}_wakeups"] = rxq.wakeups
-                d[f"rx_q{i}_refill_short"] = rxq.refill_short
         tot = dict.fromkeys(("tx_copied", "tx_copy_nombuf", "tx_too_long", "tx_kicks",
                              "tx_kick_busy", "tx_kick_errors"), 0)
         for i in range(self.fp.nb_txq):
-            txq = self.txqs[i]
+            txq = self.txq(i)
             if txq != NULL:
-                d[f"tx_q{i}_copied"] = txq.copied
-                d[f"tx_q{i}_kicks"] = txq.kicks
                 tot["tx_copied"] += txq.copied
                 tot["tx_copy_nombuf"] += txq.copy_nombuf
                 tot["tx_too_long"] += txq.too_long
                 tot["tx_kicks"] += txq.kicks
                 tot["tx_kick_busy"] += txq.kick_busy
                 tot["tx_kick_errors"] += txq.kick_errors
-                if txq.last_errno:
-                    d[f"tx_q{i}_last_errno"] = txq.last_errno
         d.update(tot)
         d["imissed"] = imissed
         d["xdp_native"] = int(self.att is not None and self.att.mode == "native")
@@ -1015,6 +972,15 @@ cdef class Port(EthDev):
         d["rx_lost_in_kernel"] = self.lost.get("rx", 0)
         d["tx_lost_in_kernel"] = self.lost.get("tx", 0)
         return d
+
+    def _dev_queue_xstats(self, rx, q):
+        cdef xsk_rxq *rxq
+        cdef xsk_txq *txq
+        if rx:
+            rxq = self.rxq(q)
+            return {"wakeups": rxq.wakeups, "refill_short": rxq.refill_short}
+        txq = self.txq(q)
+        return {"copied": txq.copied, "kicks": txq.kicks, "last_errno": txq.last_errno}
 
     def _dev_info(self):
         att = self.att
@@ -1034,13 +1000,9 @@ cdef class Port(EthDev):
         }
 
     def _dev_link(self):
-        state = _sysfs(self.ifname, "operstate", "unknown")
-        try:
-            speed = int(_sysfs(self.ifname, "speed", "0"))
-        except ValueError:
-            speed = 0
-        return {"up": state in ("up", "unknown") and _sysfs(self.ifname, "carrier", "0") == "1",
-                "speed_mbps": max(speed, 0), "duplex": _sysfs(self.ifname, "duplex", "full") or "full"}
+        if self._ctl is None:
+            self._ctl = netdev.control_socket()
+        return netdev.link(self._ctl, self.ifname)
 
     def _dev_set_mtu(self, mtu):
         if self.chunk_size and mtu + 14 > self.chunk_size - XSK_PACKET_HEADROOM:
@@ -1051,13 +1013,13 @@ cdef class Port(EthDev):
     def rx_fill_level(self, int q):
         """mbufs of rx queue q the kernel holds (fill ring + not yet received)."""
         self._check_queue(q, self.fp.nb_rxq, "rx")
-        return self.rxqs[q].outstanding if self.rxqs[q] != NULL else 0
+        return self.rxq(q).outstanding if self.rxq(q) != NULL else 0
 
     def ring_state(self, int q):
         """The shared indexes of queue q's rings (debugging; racy while polled):
         {'rx': (producer, consumer), 'fill': ..., 'tx': ..., 'cq': ...}."""
-        cdef xsk_rxq *rxq = self.rxqs[q] if 0 <= q < self.fp.nb_rxq else NULL
-        cdef xsk_txq *txq = self.txqs[q] if 0 <= q < self.fp.nb_txq else NULL
+        cdef xsk_rxq *rxq = self.rxq(q) if 0 <= q < self.fp.nb_rxq else NULL
+        cdef xsk_txq *txq = self.txq(q) if 0 <= q < self.fp.nb_txq else NULL
         d = {}
         if rxq != NULL and rxq.rx.map != NULL:
             d["rx"] = (rxq.rx.producer[0], rxq.rx.consumer[0])
