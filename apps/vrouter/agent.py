@@ -18,7 +18,10 @@ What it does (Tungsten Fabric's agent, much reduced):
   answers ARP requests for them on the fabric with the vRouter's MAC.
 - Flow aging: `VRouter.flow_age()` once a second.
 - The control socket (ctl/server.py) runs beside it; both take `lock`, so the
-  tables have one writer at a time (the datapath's publication rule).
+  tables have one writer at a time (the datapath's publication rule). Like
+  every front end, the agent changes the vRouter only through the
+  operations of `VRouter` (vrouter.py): `neighbor_add`, `nh_add`,
+  `route_add`, `flow_age`.
 
 Threads: the agent runs on its own daemon thread of the vRouter process
 (the main lcore's runner loop stays free for signals and stats), polling the
@@ -37,14 +40,17 @@ import struct
 import threading
 import time
 
+from apps.vrouter.dp.router import LIMITS, TRAP_REASONS
+from apps.vrouter.values import mac_str
+
 log = logging.getLogger("pypdk.vrouter.agent")
 
-TRAP_ARP, TRAP_RESOLVE, TRAP_PACKET = 1, 2, 3        # dp/datapath.pyx's trap reasons
+TRAP_ARP, TRAP_RESOLVE, TRAP_PACKET = TRAP_REASONS["arp"], TRAP_REASONS["resolve"], TRAP_REASONS["packet"]
 ETH_ARP, ETH_IPV4 = 0x0806, 0x0800
 ARP_REQUEST, ARP_REPLY = 1, 2
 BCAST = b"\xff" * 6
-AGENT_NH_BASE = 4000            # nexthop ids the agent allocates (down from 4095)
-AGENT_NH_TOP = 4095
+AGENT_NH_TOP = LIMITS["nhs"] - 1    # nexthop ids the agent allocates, down from the top
+AGENT_NH_BASE = AGENT_NH_TOP - 95
 
 
 def arp_frame(op: int, src_mac: bytes, src_ip: bytes, dst_mac: bytes, dst_ip: bytes,
@@ -65,10 +71,6 @@ def parse_arp(frame: bytes):
     if htype != 1 or ptype != ETH_IPV4 or hlen != 6 or plen != 4:
         return None
     return op, frame[22:28], frame[28:32], frame[32:38], frame[38:42]
-
-
-def mac_str(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
 
 
 class Agent:

@@ -2,9 +2,10 @@
 
 Tables (README.md has the schema): [vrouter], [[vif]], [[nh]], [[route]],
 [[bridge]], [[mpls]], [[vxlan]], [[neighbor]], [[policy]], [[fip]]. Each
-entry is applied through the ops function of the same name, so the checks
-and their wording are the API's. An error names the file, the table, the
-entry's position (1-based) and id, and the field:
+entry is applied through the `VRouter` operation of the same name
+(`vif_add` for [[vif]]...), so the checks and their wording are the
+model's. An error names the file, the table, the entry's position (1-based)
+and id, and the field:
 
     config vrouter.toml: [[nh]] #2 (id 20): dip '192.168.50' is not an IPv4 address
 """
@@ -14,7 +15,9 @@ import tomllib
 
 from pypdk.errors import PypdkError, UsageError
 
-from apps.vrouter.ctl import ops
+from apps.vrouter import values
+from apps.vrouter.dp.router import LIMITS
+from apps.vrouter.vrouter import VRouter
 
 # table -> (allowed keys, required keys)
 SCHEMA = {
@@ -107,31 +110,10 @@ def apply(vr, doc: dict, name="config"):
             entries.sort(key=lambda ie: ie[1].get("type") in ("ecmp", "composite"))
         for i, e in entries:
             try:
-                _apply_one(vr, table, e)
+                getattr(vr, f"{table}_add")(**e)
             except PypdkError as err:
                 # The same kind of error (a busy tap stays a ResourceError), located.
                 raise type(err)(f"{_where(name, table, i, e)}: {err.problem}", err.fix) from None
-
-
-def _apply_one(vr, table, e):
-    if table == "vif":
-        vr.vif_add(**e)
-    elif table == "nh":
-        vr.nh_add(**e)
-    elif table == "route":
-        vr.route_add(**e)
-    elif table == "bridge":
-        vr.bridge_add(**e)
-    elif table == "mpls":
-        vr.mpls_add(**e)
-    elif table == "vxlan":
-        vr.vxlan_add(**e)
-    elif table == "neighbor":
-        vr.neighbor_add(**e)
-    elif table == "policy":
-        vr.policy_add(**e)
-    elif table == "fip":
-        vr.fip_add(**e)
 
 
 def check_vrouter(doc, name):
@@ -139,13 +121,13 @@ def check_vrouter(doc, name):
     t = doc["vrouter"]
     where = f"config {name}: [vrouter]"
     try:
-        ops.parse_mac(t["mac"], "mac")
-        ops.parse_ip4(t["underlay_ip"], "underlay_ip")
+        values.parse_mac(t["mac"], "mac")
+        values.parse_ip4(t["underlay_ip"], "underlay_ip")
         if "icmp_src" in t:
-            ops.parse_ip4(t["icmp_src"], "icmp_src")
-        for k, lo, hi in (("flow_max", 16, 1 << 24), ("mpls_max", 16, 1 << 20), ("burst", 1, 64)):
+            values.parse_ip4(t["icmp_src"], "icmp_src")
+        for k, lo, hi in (("flow_max", 16, 1 << 24), ("mpls_max", 16, 1 << 20), ("burst", 1, LIMITS["burst"])):
             if k in t:
-                ops.check_int(t[k], lo, hi, k)
+                values.check_int(t[k], lo, hi, k)
         if "flow_timeout" in t and not (isinstance(t["flow_timeout"], (int, float)) and t["flow_timeout"] > 0):
             raise UsageError(f"flow_timeout {t['flow_timeout']!r} is not a positive number of seconds",
                              "write flow_timeout = 30")
@@ -156,7 +138,6 @@ def check_vrouter(doc, name):
 
 def load(path, pool, ports=()):
     """A VRouter built from the file at path (ports: the runner's --vdev ports)."""
-    from apps.vrouter.vrouter import VRouter
     name = str(path).rsplit("/", 1)[-1]
     doc = read(path)
     t = check_vrouter(doc, name)

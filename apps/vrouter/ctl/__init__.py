@@ -1,1 +1,2 @@
-"""vRouter control: the operations (ops.py), the control socket (server.py) and pypdk-vrouter (cli.py)."""
+"""vRouter front ends over the model (apps/vrouter/vrouter.py): the control socket (server.py),
+`pypdk-vrouter` (cli.py) and its tables (show.py)."""

@@ -20,7 +20,7 @@ and the add/delete forms (`vif --add 3 --type virtual --port ... --vrf 1
 `fip --add 3 203.0.113.10`...).
 
 Each subcommand is one control-socket request (apps/vrouter/ctl/server.py),
-i.e. one `VRouter` method (apps/vrouter/ctl/ops.py): the CLI parses and
+i.e. one `VRouter` operation (apps/vrouter/vrouter.py): the CLI parses and
 prints, the vRouter validates and applies. An error is one line on stderr
 and exit status 2 (a refused request prints the vRouter's reason).
 

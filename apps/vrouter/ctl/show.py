@@ -1,4 +1,4 @@
-"""Human tables for the vRouter's objects, from the JSON the control ops return.
+"""Human tables for the vRouter's objects, from the JSON its operations return.
 
 `pypdk-vrouter` prints these; the app's `--stats-period` display and
 `pypdk-vrouter top` share `vif_rates`. Every function takes the plain
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-VIF_TYPES = {"fabric": "Physical", "vhost": "Host", "virtual": "Virtual", "agent": "Agent"}
+# What TF's `vif` tool calls each vif type (the types are dp.router.VIF_TYPES).
+VIF_TYPE_LABELS = {"fabric": "Physical", "vhost": "Host", "virtual": "Virtual", "agent": "Agent"}
 COUNTERS = ("rx_packets", "rx_bytes", "rx_errors", "rx_drops",
             "tx_packets", "tx_bytes", "tx_errors", "tx_drops")
 
@@ -95,7 +96,7 @@ def vif_block(v: dict) -> list[str]:
     typ = str(_g(v, "type"))
     ip = _g(v, "ip", "ip4", default="0.0.0.0")
     lines = [f"vif0/{vid:<6} OS: {name}" + (f"  NH: {v['nh']}" if v.get("nh") is not None else ""),
-             f"            Type:{VIF_TYPES.get(typ.lower(), typ)} HWaddr:{_g(v, 'mac')} IPaddr:{ip}"
+             f"            Type:{VIF_TYPE_LABELS.get(typ.lower(), typ)} HWaddr:{_g(v, 'mac')} IPaddr:{ip}"
              + (f" IP6addr:{v['ip6']}" if v.get("ip6") else ""),
              f"            Vrf:{_g(v, 'vrf')} Flags:{_flags(v)} MTU:{_g(v, 'mtu')} "
              f"QOS:-1 Queues:{_g(v, 'queues', 'nb_queues', default=1)}"

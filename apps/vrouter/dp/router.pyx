@@ -1,25 +1,26 @@
 """`Router` and `Worker`: the Python owners of the vRouter's datapath (control thread).
 
 `Router` allocates the tables (vrouter.pxd's vr_router), publishes what the
-control operations (ctl/ops.py) change, frees replaced entries after
-`synchronize()` saw every forwarding lcore pass its quiescent point, and
-sums the workers' counters. `Worker` is one forwarding context: a worker
+control operations (the model, apps/vrouter/vrouter.py) change, frees
+replaced entries after `synchronize()` saw every forwarding lcore pass its
+quiescent point, and sums the workers' counters. `Worker` is one forwarding context: a worker
 lcore runs its loop (datapath.pyx), the Python-thread poller serves tests
-and benchmarks (`poll`, `bench`).
+and benchmarks (`poll`; `poller_addr` for the kernels in benchmarks/).
+
+The enums of vrouter.pxd and vif.pxd that the control plane speaks of are
+exported here by name (`VIF_TYPES`, `NH_TYPES`, `ENCAPS`, `LIMITS`...), so
+the model and the tools never copy a number.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
-from pypdk.mempool.mbuf cimport (pd_mbuf, PktMbufPool, pktmbuf_alloc, pktmbuf_free, pktmbuf_alloc_bulk,
-                                 mbuf_append)
+from pypdk.mempool.mbuf cimport pd_mbuf, PktMbufPool, pktmbuf_alloc, pktmbuf_free, mbuf_append
 from pypdk.mempool.mempool cimport pd_mempool
 from pypdk.pmd.ethdev cimport eth_port_fp, EthDev
 from pypdk.ring.ring cimport pd_ring, ring_create, ring_free, ring_mp_enqueue_burst, ring_sc_dequeue_burst
 from pypdk.eal.lcore cimport LcoreFunction, lcore_function_new
-from pypdk.net.byteorder cimport pd_ntohs, pd_htonl
-from pypdk.net.ipv4 cimport pd_ipv4_hdr
-from pypdk.net.cksum cimport ipv4_hdr_cksum
+from pypdk.net.byteorder cimport pd_ntohs
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from libc.errno cimport ENOMEM, ENOENT, ENOSPC, EINVAL
@@ -31,9 +32,10 @@ from apps.vrouter.dp.route cimport (rt4_add, rt4_del, rt6_add, rt6_del, rt4_rese
 from apps.vrouter.dp.flow cimport flow_table_create, flow_table_free, flow_age, flow_reclaim
 from apps.vrouter.dp.bridge cimport BRIDGE_KEY_LEN, bridge_set, bridge_clear
 from apps.vrouter.dp.decap cimport vxlan_set, vxlan_clear, fip_set, fip_clear
-from apps.vrouter.dp.datapath cimport vr_process_burst, vr_worker_poll, vr_worker_main
+from apps.vrouter.dp.datapath cimport vr_worker_poll, vr_worker_main
 from pypdk.worker.lcore_loop cimport LcoreWorker
 from pypdk.worker.lcore_loop import check_burst, check_yield_after
+from apps.vrouter.dp.vif cimport TRAP_ARP, TRAP_RESOLVE, TRAP_PACKET
 
 from apps.vrouter.dp.drop import DROP_NAMES
 
@@ -52,6 +54,25 @@ VRFS_NAMES = ("discards", "resolves", "receives", "ecmp", "l2_floods", "encaps",
 VIFQ_NAMES = ("rx_packets", "rx_bytes", "rx_errors", "rx_drops",
               "tx_packets", "tx_bytes", "tx_errors", "tx_drops")
 assert len(VRFS_NAMES) == VRFS_MAX and len(VIFQ_NAMES) == VIFQ_MAX
+
+# The enums by the names the control plane uses (vrouter.py, config, tools);
+# dict order is the order error messages list them in.
+VIF_TYPES = {"fabric": VIF_FABRIC, "vhost": VIF_VHOST, "virtual": VIF_VIRTUAL, "agent": VIF_AGENT}
+VIF_MODES = {"l3": VIF_F_L3, "l2": VIF_F_L2, "l2l3": VIF_F_L3 | VIF_F_L2}
+VIF_FLAGS = {"policy": VIF_F_POLICY, "l3": VIF_F_L3, "l2": VIF_F_L2, "proxy_arp": VIF_F_PROXY_ARP}
+NH_TYPES = {"discard": NH_DISCARD, "receive": NH_RECEIVE, "encap": NH_ENCAP, "tunnel": NH_TUNNEL,
+            "ecmp": NH_ECMP, "resolve": NH_RESOLVE, "composite": NH_COMPOSITE}
+NH_FLAGS = {"valid": NH_F_VALID}
+ENCAPS = {"mplsoudp": TUN_MPLSOUDP, "mplsogre": TUN_MPLSOGRE, "vxlan": TUN_VXLAN}
+# A policy rule's action, and a flow's action as the flow table shows it.
+RULE_ACTIONS = {"allow": FLOW_ALLOW, "drop": FLOW_DROP, "mirror": FLOW_MIRROR}
+FLOW_ACTION_NAMES = {FLOW_ALLOW: "forward", FLOW_DROP: "drop", FLOW_MIRROR: "mirror", FLOW_NAT: "nat"}
+# Why a packet was trapped to the agent (vif.pxd; trap_dequeue's reason).
+TRAP_REASONS = {"arp": TRAP_ARP, "resolve": TRAP_RESOLVE, "packet": TRAP_PACKET}
+# Table sizes fixed at build time.
+LIMITS = {"vifs": VR_MAX_VIFS, "nhs": VR_MAX_NHS, "vrfs": VR_MAX_VRFS, "queues": VR_MAX_QUEUES,
+          "workers": VR_MAX_WORKERS, "members": VR_MAX_MEMBERS, "rules": VR_MAX_POLICY,
+          "rtdata": VR_MAX_RTDATA, "poll": VR_MAX_POLL, "burst": VR_BURST_MAX, "fips": VR_MAX_FIPS}
 
 import time as _time
 from pypdk.errors import ResourceError as _ResourceError
@@ -135,7 +156,7 @@ cdef class Worker(LcoreWorker):
 
 cdef class Router:
     """The forwarding state (vr_router) and its writers. Not thread-safe:
-    one control thread calls these (apps/vrouter/ctl/ops.py)."""
+    one control thread calls these (the model, apps/vrouter/vrouter.py)."""
     cdef vr_router *r
     cdef readonly object pool
     cdef readonly list workers          # lcore workers
@@ -321,7 +342,7 @@ cdef class Router:
 
     def vif_set(self, int vid, int vtype, EthDev port, int vrf, bytes mac, uint32_t ip4_be,
                 bytes ip6, int mtu, int flags, int nb_txq, list rules):
-        """Publish vif `vid` (rules: dicts from ops.policy_rule)."""
+        """Publish vif `vid` (rules: the "dp" dicts of VRouter.policy_add)."""
         cdef vr_vif *v = <vr_vif *>calloc(1, sizeof(vr_vif))
         cdef vr_vif *old
         cdef vr_policy_rule *rl
@@ -626,32 +647,11 @@ cdef class Router:
             pktmbuf_free(m)
         return out
 
-    def bench(self, int vif, bytes frame, uint64_t n_pkts, uint32_t flow_off=0, uint32_t nflows=1,
-              uint32_t burst=32, bint warmup=True, uint32_t base=0, uint32_t ip_off=0):
-        """Benchmark: process n_pkts copies of `frame` as if received on vif
-        (the Python-thread poller's context). Each burst is allocated and
-        filled like a NIC would; when nflows > 1 the 32-bit word at flow_off
-        (the ports, or an address) takes nflows values base + i (distinct
-        flows). With warmup, one untimed pass over the values in order first
-        creates the flows; the timed part visits them in a scrambled order
-        when nflows is a power of two (no help from the prefetcher: table
-        entries made one after the other sit one after the other).
-        ip_off: the offset of an IPv4 header whose checksum the word changes
-        (it is recomputed), 0 for none. Returns (seconds, packets)."""
-        cdef uint64_t done
-        cdef uint32_t flen = len(frame)
-        cdef const char *f = frame
-        cdef vr_worker *w = self.poller.w
-        cdef bint scramble = nflows > 1 and (nflows & (nflows - 1)) == 0
-        burst = min(max(burst, 1), 64)
-        if warmup:
-            with nogil:
-                _bench_run(w, vif, f, flen, nflows if nflows > 1 else burst, flow_off, nflows, base, False,
-                           ip_off, burst)
-        start = _time.perf_counter()
-        with nogil:
-            done = _bench_run(w, vif, f, flen, n_pkts, flow_off, nflows, base, scramble, ip_off, burst)
-        return _time.perf_counter() - start, done
+    @property
+    def poller_addr(self):
+        """The address of the Python-thread poller's vr_worker, for Cython
+        kernels that drive the datapath on the calling thread (benchmarks/)."""
+        return <uintptr_t>self.poller.w
 
     def inject(self, int vif, bytes frame):
         """Send a frame out of vif from the agent (through the inject ring)."""
@@ -671,36 +671,6 @@ cdef class Router:
 
 
 # ---- helpers -------------------------------------------------------------------------
-
-# n packets (rounded up to whole bursts) made from frame, as a NIC would
-# hand them over, through the datapath of vif; returns how many went.
-cdef uint64_t _bench_run(vr_worker *w, int vif, const char *frame, uint32_t flen, uint64_t n,
-                         uint32_t flow_off, uint32_t nflows, uint32_t base, bint scramble,
-                         uint32_t ip_off, uint32_t burst) noexcept nogil:
-    cdef pd_mbuf *pkts[64]
-    cdef uint64_t done = 0
-    cdef uint32_t i, k = 0, v32
-    cdef char *d
-    while done < n:
-        if pktmbuf_alloc_bulk(w.r.pool, pkts, burst) != 0:
-            break
-        for i in range(burst):
-            d = mbuf_append(pkts[i], <uint16_t>flen)
-            memcpy(d, frame, flen)
-            if nflows > 1:
-                # An odd multiplier permutes 0..nflows-1 when nflows is a power of two.
-                v32 = pd_htonl(base + (((k * <uint32_t>0x9E3779B1) & (nflows - 1)) if scramble else k))
-                memcpy(d + flow_off, &v32, 4)
-                if ip_off:
-                    (<pd_ipv4_hdr *>(d + ip_off)).hdr_checksum = ipv4_hdr_cksum(<pd_ipv4_hdr *>(d + ip_off))
-                k += 1
-                if k == nflows:
-                    k = 0
-        w.now = pd_rdtsc()
-        vr_process_burst(w, <uint16_t>vif, 0, pkts, burst)
-        done += burst
-    return done
-
 
 cdef enum:
     RETIRE_FREE = 0             # malloc'd (vifs, nhs, poll sets)

@@ -25,7 +25,7 @@ def q(rx, tx=0):
 
 
 class Fake:
-    """Returns what apps/vrouter/ctl/ops.py returns; records every call."""
+    """Returns what the VRouter operations (apps/vrouter/vrouter.py) return; records every call."""
 
     def __init__(self):
         self.calls = []
