@@ -99,7 +99,7 @@ needs_dpdk = pytest.mark.skipif(not dpdk_ref.available() or os.environ.get("PYPD
 # ---- LPM4 -----------------------------------------------------------------------------
 
 def _bgp_like_table(rng, total=1_000_000):
-    from pypdk.net.lpm import LPM4
+    from pypdk.net.lpm4 import LPM4
     ips, depths = [], []
     for d, pct in BGP_SHAPE.items():
         n = int(total * pct / 100)
@@ -121,7 +121,7 @@ def _bgp_like_table(rng, total=1_000_000):
 @pytest.fixture(scope="module")
 def lpm4_tables():
     from pypdk.net import _ref
-    from pypdk.net.lpm import LPM4
+    from pypdk.net.lpm4 import LPM4
     rng = np.random.default_rng(1)
     one = LPM4(16, 16)
     one.add("10.0.0.0", 8, 1)
@@ -170,7 +170,7 @@ def test_dpdk_lpm_perf_autotest(benchmark, tsc_hz, key):
 @pytest.fixture(scope="module")
 def lpm6_table():
     from pypdk.net import _ref
-    from pypdk.net.lpm import LPM6
+    from pypdk.net.lpm6 import LPM6
     rng = np.random.default_rng(2)
     n = 100_000
     pre = np.zeros((n, 16), dtype=np.uint8)

@@ -12,7 +12,8 @@ of its loop.
 from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, free
 
-from pypdk.net.lpm cimport pd_lpm4, pd_lpm6, lpm4_lookup, lpm4_lookup_bulk, lpm6_lookup, lpm6_lookup_bulk
+from pypdk.net.lpm4 cimport pd_lpm4, lpm4_lookup, lpm4_lookup_bulk
+from pypdk.net.lpm6 cimport pd_lpm6, lpm6_lookup, lpm6_lookup_bulk
 from pypdk.net.flow_hash cimport pd_flow_hash, flow_hash_lookup, flow_hash_lookup_bulk
 from pypdk.net.cksum cimport inet_cksum, ipv4_hdr_cksum
 from pypdk.net.ipv4 cimport pd_ipv4_hdr

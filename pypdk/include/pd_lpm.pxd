@@ -1,5 +1,5 @@
 # pd_lpm.h, declared once: the LPM entry encoding and table sizes.
-# The tables are in pypdk/net/lpm.pxd.
+# The tables are in pypdk/net/lpm_tbl8.pxd, lpm4.pxd and lpm6.pxd.
 # Cimport as `from pd_lpm cimport ...`: "include" is a Cython keyword, so
 # pypdk.include cannot be spelled in a cimport; this directory is on the
 # Cython include path instead (setup.py).

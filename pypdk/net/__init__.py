@@ -11,7 +11,8 @@ C level (cimport these .pxd; see each for the contract):
   cksum         the Internet checksum (full, pseudo-header, incremental RFC
                 1624, TTL decrement, NAT rewrite), values as stored
   rss           Toeplitz hash (Microsoft's key; symmetric variants)
-  lpm           IPv4 DIR-24-8 and IPv6 LPM: one writer, lock-free nogil readers
+  lpm4, lpm6    IPv4 DIR-24-8 and IPv6 LPM over a shared tbl8 part (lpm_tbl8):
+                one writer, lock-free nogil readers, grow by rebuilding
   flow_hash     fixed-size keys -> position: one writer, lock-free nogil readers
   hash          the table hash (hash_bytes, hash_mix64)
 
@@ -20,7 +21,8 @@ Python level (tests, tools, control path): LPM4, LPM6, FlowHash, Rss and the
 """
 from pypdk.net import cksum
 from pypdk.net.flow_hash import FlowHash, make_key_v4, make_key_v6
-from pypdk.net.lpm import LPM4, LPM6
+from pypdk.net.lpm4 import LPM4
+from pypdk.net.lpm6 import LPM6
 from pypdk.net.rss import Rss, toeplitz
 
 __all__ = ["cksum", "FlowHash", "make_key_v4", "make_key_v6", "LPM4", "LPM6", "Rss", "toeplitz"]

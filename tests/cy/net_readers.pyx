@@ -17,7 +17,8 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy
 
 from pypdk.eal.lcore cimport lcore_function_new, lcore_function_t
-from pypdk.net.lpm cimport pd_lpm4, pd_lpm6, lpm4_lookup, lpm4_lookup_bulk, lpm6_lookup, lpm6_lookup_bulk
+from pypdk.net.lpm4 cimport pd_lpm4, lpm4_lookup, lpm4_lookup_bulk
+from pypdk.net.lpm6 cimport pd_lpm6, lpm6_lookup, lpm6_lookup_bulk
 from pypdk.net.flow_hash cimport pd_flow_hash, flow_hash_lookup, flow_hash_lookup_bulk
 
 cdef extern from "pd_atomic.h" nogil:

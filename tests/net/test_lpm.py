@@ -11,7 +11,8 @@ import pytest
 
 from pypdk.errors import ResourceError, UsageError
 from pypdk.net import _ref
-from pypdk.net.lpm import LPM4, LPM6, MAX_NH4, MAX_NH6
+from pypdk.net.lpm4 import LPM4, MAX_NH4
+from pypdk.net.lpm6 import LPM6, MAX_NH6
 
 
 def _check4(t, o, addrs):
@@ -460,3 +461,13 @@ def test_lpm6_readers_see_consistent_routes_during_updates(eal_no_huge):
     got = t.lookup_bulk(addrs)
     want = [o.lookup(int.from_bytes(r.tobytes(), "big")) for r in addrs]
     assert list(got) == [-1 if w is None else w for w in want]
+
+
+@pytest.mark.parametrize("cls, net", [(LPM4, "10.0.0.0"), (LPM6, "2001:db8::")])
+def test_close_and_the_context_manager_free_the_tables(cls, net):
+    with cls(16, 4) as t:
+        t.add(net, 16, 7)
+        assert t.lookup(net) == 7
+    with pytest.raises(UsageError, match="closed"):
+        t.lookup(net)
+    t.close()                      # a second close is a no-op

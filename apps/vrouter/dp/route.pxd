@@ -1,4 +1,4 @@
-# The VRFs' route tables: per VRF an IPv4 LPM (pypdk.net.lpm's DIR-24-8)
+# The VRFs' route tables: per VRF an IPv4 LPM (pypdk.net.lpm4's DIR-24-8)
 # and an IPv6 LPM whose next hops index `vr_router.rtdata` (what a route
 # points at: a nexthop id and the label pushed through an MPLS tunnel, one
 # 64-bit word).
@@ -23,7 +23,8 @@ from pypdk.net.byteorder cimport pd_ntohs, pd_ntohl, pd_load_u32, PD_BE32
 from pypdk.net.ipv4 cimport pd_ipv4_hdr, ipv4_hdr_ok
 from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
 from pypdk.net.cksum cimport ipv4_hdr_cksum_ok
-from pypdk.net.lpm cimport pd_lpm4, pd_lpm6, lpm4_lookup, lpm6_lookup
+from pypdk.net.lpm4 cimport pd_lpm4, lpm4_lookup
+from pypdk.net.lpm6 cimport pd_lpm6, lpm6_lookup
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 

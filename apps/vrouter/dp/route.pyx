@@ -1,47 +1,25 @@
 """The VRFs' route tables (route.pxd): the control side, one writer.
 
-A VRF's LPM4/LPM6 is made at its first route and grows by rebuilding: when
-an add reports its rule set full (-ENOSPC) or no free tbl8 group
-(-ENOBUFS), a table with twice the rules (or four times the groups) is
-filled from the old one's rules, the route added, and the new table
-published in one pointer store; readers finish their lookup in the old one,
-which the caller frees after a synchronize.
+A VRF's LPM4/LPM6 is made at its first route and grows by rebuilding
+(pypdk.net's lpm4_add_grow/lpm6_add_grow): when an add finds the rule set or
+the tbl8 groups full, a bigger table is filled from the old one's rules, the
+route added, and the new table published here in one pointer store; readers
+finish their lookup in the old one, which the caller frees after a
+synchronize.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
-from libc.errno cimport ENOSPC, ENOBUFS, ENOMEM, ENOENT
-from pypdk.net.lpm cimport (lpm4_create, lpm4_free, lpm4_add, lpm4_delete, lpm4_reclaim,
-                            lpm6_create, lpm6_free, lpm6_add, lpm6_delete, lpm6_reclaim)
-
-
-cdef enum:
-    PD_RT_GROW_MAX = 1 << 30
+from libc.errno cimport ENOSPC, ENOMEM, ENOENT
+from pypdk.net.lpm4 cimport (lpm4_create, lpm4_free, lpm4_add, lpm4_add_grow, lpm4_rebuild,
+                             lpm4_delete, lpm4_reclaim)
+from pypdk.net.lpm6 cimport lpm6_create, lpm6_free, lpm6_add, lpm6_add_grow, lpm6_delete, lpm6_reclaim
 
 
 # ---- IPv4 ---------------------------------------------------------------------------
 
-# A new table of `rules` rules and `groups` tbl8 groups holding old's rules
-# (old may be NULL); NULL when out of memory or a rule does not fit.
-cdef pd_lpm4 *_rt4_rebuild(const pd_lpm4 *old, uint32_t rules, uint32_t groups) noexcept nogil:
-    cdef pd_lpm4 *lpm
-    cdef uint32_t i
-    while True:
-        lpm = lpm4_create(rules, groups)
-        if lpm == NULL or old == NULL:
-            return lpm
-        for i in range(old.rules_mask + 1):
-            if old.rules[i].used and lpm4_add(lpm, old.rules[i].ip, old.rules[i].depth, old.rules[i].nh) != 0:
-                break
-        else:
-            return lpm
-        lpm4_free(lpm)          # the old groups did not fit in the new count: more
-        groups *= 4
-
-
 cdef int rt4_add(vr_router *r, uint16_t vrf, uint32_t ip, uint8_t plen, uint32_t value,
                  pd_lpm4 **retired) noexcept nogil:
     cdef pd_lpm4 *lpm = r.rt4[vrf]
-    cdef pd_lpm4 *new
-    cdef uint64_t rules, groups
+    cdef pd_lpm4 *grown
     cdef int rc
     retired[0] = NULL
     if lpm == NULL:
@@ -54,28 +32,10 @@ cdef int rt4_add(vr_router *r, uint16_t vrf, uint32_t ip, uint8_t plen, uint32_t
             return rc
         vr_store_lpm4(&r.rt4[vrf], lpm)         # filled before readers can see it
         return 0
-    rc = lpm4_add(lpm, ip, plen, value)
-    rules = lpm.max_rules
-    groups = lpm.groups.number
-    # Out of rules or groups: a bigger table, until the route fits (a rebuild
-    # with more rules may still lack the group this route needs, or the
-    # other way round).
-    while rc == -ENOSPC or rc == -ENOBUFS:
-        if rc == -ENOSPC:
-            rules *= 2
-        else:
-            groups *= 4
-        if rules > PD_RT_GROW_MAX or groups > PD_RT_GROW_MAX:
-            return -ENOMEM                  # past what lpm4_create takes anyway
-        new = _rt4_rebuild(lpm, <uint32_t>rules, <uint32_t>groups)
-        if new == NULL:
-            return -ENOMEM
-        rc = lpm4_add(new, ip, plen, value)
-        if rc == 0:
-            vr_store_lpm4(&r.rt4[vrf], new)
-            retired[0] = lpm
-            return 0
-        lpm4_free(new)
+    rc = lpm4_add_grow(lpm, ip, plen, value, &grown)
+    if rc == 0 and grown != NULL:
+        vr_store_lpm4(&r.rt4[vrf], grown)
+        retired[0] = lpm
     return rc
 
 
@@ -96,7 +56,7 @@ cdef int rt4_reserve(vr_router *r, uint16_t vrf, uint32_t extra, pd_lpm4 **retir
     # group per 64 new rules up front, the rest grows on demand.
     while groups < want // 64 and groups < (1u << 24):
         groups *= 4
-    new = _rt4_rebuild(lpm, <uint32_t>rules, <uint32_t>groups)
+    new = lpm4_rebuild(lpm, <uint32_t>rules, <uint32_t>groups)
     if new == NULL:
         return -ENOMEM
     vr_store_lpm4(&r.rt4[vrf], new)
@@ -119,27 +79,10 @@ cdef int rt4_del(vr_router *r, uint16_t vrf, uint32_t ip, uint8_t plen, pd_lpm4 
 
 # ---- IPv6 ---------------------------------------------------------------------------
 
-cdef pd_lpm6 *_rt6_rebuild(const pd_lpm6 *old, uint32_t rules, uint32_t groups) noexcept nogil:
-    cdef pd_lpm6 *lpm
-    cdef uint32_t i
-    while True:
-        lpm = lpm6_create(rules, groups)
-        if lpm == NULL or old == NULL:
-            return lpm
-        for i in range(old.rules_mask + 1):
-            if old.rules[i].used and lpm6_add(lpm, old.rules[i].ip, old.rules[i].depth, old.rules[i].nh) != 0:
-                break
-        else:
-            return lpm
-        lpm6_free(lpm)
-        groups *= 4
-
-
 cdef int rt6_add(vr_router *r, uint16_t vrf, const uint8_t *ip, uint8_t plen, uint32_t value,
                  pd_lpm6 **retired) noexcept nogil:
     cdef pd_lpm6 *lpm = r.rt6[vrf]
-    cdef pd_lpm6 *new
-    cdef uint64_t rules, groups
+    cdef pd_lpm6 *grown
     cdef int rc
     retired[0] = NULL
     if lpm == NULL:
@@ -152,25 +95,10 @@ cdef int rt6_add(vr_router *r, uint16_t vrf, const uint8_t *ip, uint8_t plen, ui
             return rc
         vr_store_lpm6(&r.rt6[vrf], lpm)
         return 0
-    rc = lpm6_add(lpm, ip, plen, value)
-    rules = lpm.max_rules
-    groups = lpm.groups.number
-    while rc == -ENOSPC or rc == -ENOBUFS:
-        if rc == -ENOSPC:
-            rules *= 2
-        else:
-            groups *= 4
-        if rules > PD_RT_GROW_MAX or groups > PD_RT_GROW_MAX:
-            return -ENOMEM                  # past what lpm6_create takes anyway
-        new = _rt6_rebuild(lpm, <uint32_t>rules, <uint32_t>groups)
-        if new == NULL:
-            return -ENOMEM
-        rc = lpm6_add(new, ip, plen, value)
-        if rc == 0:
-            vr_store_lpm6(&r.rt6[vrf], new)
-            retired[0] = lpm
-            return 0
-        lpm6_free(new)
+    rc = lpm6_add_grow(lpm, ip, plen, value, &grown)
+    if rc == 0 and grown != NULL:
+        vr_store_lpm6(&r.rt6[vrf], grown)
+        retired[0] = lpm
     return rc
 
 

@@ -24,7 +24,8 @@ from pypdk.net.byteorder cimport pd_ntohs
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from libc.errno cimport ENOMEM, ENOENT, ENOSPC, EINVAL
-from pypdk.net.lpm cimport pd_lpm4, pd_lpm6, lpm4_free, lpm6_free, lpm4_add
+from pypdk.net.lpm4 cimport pd_lpm4, lpm4_free, lpm4_add
+from pypdk.net.lpm6 cimport pd_lpm6, lpm6_free
 from pypdk.net.flow_hash cimport (pd_flow_hash, pd_flow_key, flow_hash_create, flow_hash_free, flow_hash_add,
                                   flow_hash_delete, flow_hash_lookup, _fh_rec)
 from apps.vrouter.dp.route cimport (rt4_add, rt4_del, rt6_add, rt6_del, rt4_reserve, rt_reclaim, rt_free_all,

@@ -12,7 +12,8 @@ from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from apps.vrouter.dp.vif cimport ETH_LEN, drop
 from pypdk.net.byteorder cimport pd_ntohl
-from pypdk.net.lpm cimport pd_lpm4, lpm4_lookup_bulk, PD_LPM_MISS
+from pypdk.net.lpm4 cimport pd_lpm4, lpm4_lookup_bulk
+from pd_lpm cimport PD_LPM_MISS
 from apps.vrouter.dp.route cimport route_lookup, rt_data, ipv4_check, ipv6_check
 from apps.vrouter.dp.flow cimport (key_fill, key_hash, pkt_hash, flow_get_at, flow_account, dest_flow,
                                    flow_prefetch_bucket, flow_burst_lookup, FLOW_POS_UNKNOWN, FLOW_POS_WANT)

@@ -54,7 +54,8 @@ from pypdk.pmd.ethdev cimport pd_eth_fp
 from pypdk.ring.ring cimport pd_ring
 from pypdk.worker.lcore_loop cimport pd_lcore
 from apps.vrouter.dp.drop cimport DROP_MAX
-from pypdk.net.lpm cimport pd_lpm4, pd_lpm6
+from pypdk.net.lpm4 cimport pd_lpm4
+from pypdk.net.lpm6 cimport pd_lpm6
 from pypdk.net.flow_hash cimport pd_flow_hash, pd_flow_key
 
 cdef enum:
