@@ -314,7 +314,7 @@ cdef class LPM4:
 
     The control methods must not run concurrently with each other (the GIL
     serialises Python callers); nogil lookups may run on any lcore at any
-    time, through `addr` (a pd_lpm4 *). See lpm.pxd for the rules, and
+    time, through `addr` (a pd_lpm4 *). See lpm_tbl8.pxd for the rules, and
     reclaim() for when freed groups can be reused.
     """
     cdef pd_lpm4 *lpm
