@@ -160,7 +160,8 @@ cdef class Memzone:
     """A reserved zone: `addr`/`len` of memory backed by the file `fd`.
 
     Made by `memzone_reserve()` (or `Eal.memzone_reserve()`, which also tracks
-    it and frees it at cleanup). Cython code reads the C struct as ``zone.mz``.
+    it and frees it when the EAL closes). `close()` (or leaving a ``with``
+    block) frees it; `freed` tells. Cython code reads the C struct as ``zone.mz``.
     """
 
     def __cinit__(self):
@@ -175,8 +176,22 @@ cdef class Memzone:
     def __dealloc__(self):
         _zone_release(self)
 
-    cpdef free(self):
-        """Unmap the zone, close its file and remove it from hugetlbfs; idempotent."""
+    cpdef close(self):
+        """Unmap the zone, close its file and remove it from hugetlbfs; idempotent.
+
+        A view still exported (see `view()`) keeps the mapping until it is
+        released; the zone counts as freed at once.
+        """
+        _zone_release(self)
+
+    def free(self):
+        """Same as close()."""
+        _zone_release(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         _zone_release(self)
 
     def view(self):
@@ -272,11 +287,39 @@ cdef class Memzone:
                 f"page={_hp.size_arg(self.page_size)} socket={self.socket_id} {kind} fd={self.fd}>")
 
 
+# Every mapped zone (addr -> map_len) and who must hear of zones coming and
+# going: vfio maps each zone for its devices' DMA (IOVA = VA).
+_live = {}
+_watchers = []
+
+
+def live_zones():
+    """{addr: map_len} of every zone mapped now."""
+    return dict(_live)
+
+
+def watch_zones(watcher):
+    """Call `watcher.zone_created(addr, map_len)` for every zone mapped now and
+    each one mapped later, and `watcher.zone_freed(addr)` before one is unmapped."""
+    if watcher not in _watchers:
+        _watchers.append(watcher)
+        for addr, length in list(_live.items()):
+            watcher.zone_created(addr, length)
+
+
+def unwatch_zones(watcher):
+    if watcher in _watchers:
+        _watchers.remove(watcher)
+
+
 cdef _zone_release(Memzone z):
     """Give the zone back: unmap (or defer while views live), close, unlink."""
     if z.freed:
         return
     z.freed = True
+    if _live.pop(<size_t>z.mz.addr, None) is not None:
+        for w in list(_watchers):
+            w.zone_freed(<size_t>z.mz.addr)
     if z.exports > 0:
         # Views are alive: give the hugepages back now (anonymous memory
         # over the range; closing the fd below drops the file), unmap the
@@ -433,4 +476,11 @@ def memzone_reserve(name, size, int socket_id=-1, *, page_size=None, bint no_hug
         node = _node_of(z.mz.addr)
     z.mz.socket_id = node if node >= 0 else (socket_id if socket_id >= 0 else 0)
     z.freed = False
+    _live[<size_t>z.mz.addr] = z.mz.map_len
+    for w in list(_watchers):
+        try:
+            w.zone_created(<size_t>z.mz.addr, z.mz.map_len)
+        except BaseException:
+            _zone_release(z)
+            raise
     return z

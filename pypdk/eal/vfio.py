@@ -4,7 +4,7 @@ One container per process holds the IOMMU context (type 1); a device's IOMMU gro
 and the device fd gives its regions: the BARs (mmap where the kernel allows it, pread/pwrite
 otherwise, as for I/O port BARs) and the PCI config space. DMA addresses are virtual
 addresses (IOVA = VA): every EAL memzone is mapped into the container, those made after the
-device was opened as well (`memzone` calls `zone_created` / `zone_freed`).
+device was opened as well (the container watches `memzone`'s zones).
 
     with vfio.open_device("0000:00:04.0") as dev:     # bound to vfio-pci (pypdk-devbind)
         bar0 = dev.map_bar(0)                          # a writable memoryview over the registers
@@ -25,7 +25,7 @@ import weakref
 from pathlib import Path
 
 from pypdk.errors import ResourceError, UsageError
-from pypdk.eal import pci
+from pypdk.eal import memzone, pci
 
 _T, _B = ord(";"), 100
 
@@ -183,20 +183,21 @@ class Container:
 
 _container: Container | None = None
 _devices: "weakref.WeakSet[Device]" = weakref.WeakSet()
-_zones: dict[int, int] = {}        # live EAL memzones: vaddr -> length
 
 
-def zone_created(vaddr: int, length: int) -> None:
-    """An EAL memzone appeared: devices must reach it (memzone calls this)."""
-    _zones[vaddr] = length
-    if _container is not None:
-        _container.map(vaddr, length)
+class _ZoneMapper:
+    """Keeps the container's DMA maps equal to the EAL's memzones."""
+
+    def zone_created(self, vaddr: int, length: int) -> None:
+        if _container is not None:
+            _container.map(vaddr, length)
+
+    def zone_freed(self, vaddr: int) -> None:
+        if _container is not None:
+            _container.unmap(vaddr)
 
 
-def zone_freed(vaddr: int) -> None:
-    _zones.pop(vaddr, None)
-    if _container is not None:
-        _container.unmap(vaddr)
+_mapper = _ZoneMapper()
 
 
 def dma_mapped() -> dict[int, int]:
@@ -240,9 +241,8 @@ class Device:
                 continue
             self.regions[i] = Region(idx, fl, size, off)
         self.maps: list[mmap.mmap] = []
-        for vaddr, length in list(_zones.items()):
-            self.container.map(vaddr, length)
         _devices.add(self)
+        memzone.watch_zones(_mapper)        # every zone now, and those made later
 
     # -- config space
     def config_read(self, off: int, size: int) -> int:
@@ -299,6 +299,15 @@ class Device:
         self.maps.append(m)
         return memoryview(m)
 
+    def regs(self, index: int, min_size: int = 0):
+        """The BAR as a register window: an `Mmio` (with `addr` for burst functions)
+        when it can be mapped, else a `RegionIo` (pread/pwrite, slow path only)."""
+        view = self.map_bar(index, min_size)
+        if view is None:
+            return RegionIo(self, index)
+        from pypdk.eal.mmio import Mmio
+        return Mmio(view)
+
     def bar_read(self, index: int, off: int, size: int = 4) -> int:
         r = self.bar(index)
         return int.from_bytes(os.pread(self.fd, size, r.offset + off), "little")
@@ -331,6 +340,7 @@ class Device:
         self.fd = -1
         _devices.discard(self)
         if not any(d.fd >= 0 for d in _devices) and _container is not None:
+            memzone.unwatch_zones(_mapper)
             _container.close()
             _container = None
 
@@ -339,6 +349,25 @@ class Device:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class RegionIo:
+    """A region that cannot be mapped (an I/O port BAR): read32/write32 by pread/pwrite."""
+
+    addr = None
+
+    def __init__(self, dev: Device, index: int):
+        self.dev, self.index = dev, index
+        self.size = dev.bar(index).size
+
+    def read32(self, off: int) -> int:
+        return self.dev.bar_read(self.index, off, 4)
+
+    def write32(self, off: int, value: int) -> None:
+        self.dev.bar_write(self.index, off, value, 4)
+
+    def close(self) -> None:
+        pass
 
 
 def open_device(bdf: str) -> Device:
@@ -352,5 +381,4 @@ def check_allow(bdf: str) -> str:
     return b
 
 
-__all__ = ["Container", "Device", "open_device", "zone_created", "zone_freed", "dma_mapped",
-           "check_allow", "UsageError"]
+__all__ = ["Container", "Device", "open_device", "dma_mapped", "check_allow"]

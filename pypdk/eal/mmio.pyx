@@ -1,0 +1,48 @@
+"""Register windows: `Mmio(buffer)` over a mapped BAR (or any writable buffer).
+
+Drivers bring a device up through `read32`/`write32` (bounds-checked, one
+volatile access each) and hand `addr` to their nogil burst functions, which
+write the tail registers with pd_mmio.h directly. A test's fake device
+subclasses Mmio in Python and overrides read32/write32 to model the
+registers' side effects (self-clearing reset bits, read-to-clear counters).
+"""
+from libc.stdint cimport uint8_t, uint32_t, uintptr_t
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_SIMPLE
+
+from pd_mmio cimport pd_mmio_read32, pd_mmio_write32
+
+from pypdk.errors import UsageError
+
+
+cdef class Mmio:
+    def __cinit__(self, buffer, *args, **kwargs):
+        cdef Py_buffer view
+        PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE | PyBUF_SIMPLE)
+        self.base = <uint8_t *>view.buf
+        self.size = <size_t>view.len
+        PyBuffer_Release(&view)
+        self.keep = buffer
+
+    cdef int _check(self, uint32_t off) except -1:
+        if off & 3 or <size_t>off + 4 > self.size:
+            raise UsageError(f"register offset {off:#x} is outside the {self.size:#x}-byte window "
+                             "or not 4-byte aligned", "check the register table")
+        return 0
+
+    cpdef uint32_t read32(self, uint32_t off) except? 0xffffffff:
+        self._check(off)
+        return pd_mmio_read32(self.base, off)
+
+    cpdef write32(self, uint32_t off, uint32_t value):
+        self._check(off)
+        pd_mmio_write32(self.base, off, value)
+
+    @property
+    def addr(self):
+        """The window's address, for a driver's burst functions."""
+        return <uintptr_t>self.base
+
+    def close(self):
+        self.base = NULL
+        self.size = 0
+        self.keep = None
