@@ -15,4 +15,4 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # `pytest tests/...` imports pypdk, apps and tests.* from the tree
 
 PLUGIN = "pypdk.testing.plugin"
-pytest_plugins = [] if any(ep.value == PLUGIN for ep in entry_points(group="pytest11")) else [PLUGIN]
+pytest_plugins = ["pytester"] + ([] if any(ep.value == PLUGIN for ep in entry_points(group="pytest11")) else [PLUGIN])
