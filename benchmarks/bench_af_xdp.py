@@ -226,9 +226,9 @@ def _rxdrop(driver: str, iface: str) -> int:
             sink.stop()
         finally:
             port.close()
-            pool.free()
+            pool.close()
     finally:
-        eal.cleanup()
+        eal.close()
     return 0
 
 

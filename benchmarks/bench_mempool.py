@@ -17,8 +17,8 @@ def pools(eal):
     mp = Mempool("bench_mp", 8192, 2304, cache_size=256)
     pkt = PktMbufPool("bench_mbuf", 8192, cache_size=256)
     yield mp, pkt
-    mp.free()
-    pkt.free()
+    mp.close()
+    pkt.close()
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])

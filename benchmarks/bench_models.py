@@ -147,7 +147,7 @@ def setup(eal, ports, opts):
     def close():
         if pipe is not None:
             pipe.close()
-        pool.free()
+        pool.close()
 
     return make_plan(w, close=close, app_stats=lambda: {"model": opts.model, "job": opts.job})
 

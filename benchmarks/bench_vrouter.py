@@ -134,7 +134,7 @@ def test_vrouter_path(benchmark, eal, path, flows_on, nflows, nroutes):
         vr.close()
         import pypdk.pmd
         pypdk.pmd.close_all()
-        pool.free()
+        pool.close()
 
 
 # ---- the plain-Python reference: the encap path with dicts ---------------------------------

@@ -19,7 +19,7 @@ def eal():
     from pypdk import eal as _eal
     e = _eal.init(lcores="0-1", no_huge=os.environ.get("PYPDK_BENCH_NO_HUGE") == "1")
     yield e
-    e.cleanup()
+    e.close()
 
 
 @pytest.fixture(scope="session")

@@ -121,7 +121,7 @@ def setup(eal, ports, opts):
     except BaseException:
         for pid in enabled:
             by_id[pid].stop()
-        pool.free()
+        pool.close()
         raise
 
     def port_report():
@@ -142,7 +142,7 @@ def setup(eal, ports, opts):
 
     def close():
         # The runner closed the ports (their rings gave their mbufs back): the pool can go.
-        pool.free()
+        pool.close()
 
     return make_plan(workers, close=close, app_stats=app_stats, periodic=periodic,
                      info={"pairs": pair, "lcores": lcore_ports})

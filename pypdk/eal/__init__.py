@@ -3,7 +3,7 @@
 ``pypdk.eal.init()`` is DPDK's ``rte_eal_init``: it parses the core list,
 checks hugepages, pins the calling thread to the main lcore's cpu, starts one
 pinned native thread per worker lcore and returns the `Eal`, the one owner of
-all of it. ``cleanup()`` (or leaving the ``with`` block, or process exit)
+all of it. ``close()`` (or leaving the ``with`` block, or process exit)
 joins the workers, frees every memzone, removes every hugepage file the EAL
 created and restores the calling thread's cpu affinity. Only one EAL lives in
 a process at a time; `current()` returns it.
@@ -121,7 +121,7 @@ def init(lcores="0-1", main_lcore=None, no_huge=False, socket_mem=None, memory=N
     from pypdk.eal import hugepages as _hp
     if _current is not None:
         raise StateError(f"EAL already initialised (lcores {format_cpus(_current.lcores)})",
-                         "call eal.cleanup() before init() again")
+                         "call eal.close() before init() again")
     level = _LOG_LEVELS.get(str(log_level).lower())
     if level is None:
         raise UsageError(f"--log-level {log_level!r} is unknown", f"use one of {', '.join(_LOG_LEVELS)}")
@@ -170,7 +170,7 @@ def init(lcores="0-1", main_lcore=None, no_huge=False, socket_mem=None, memory=N
     eal._saved_affinity = saved
     _current = eal
     if not _atexit_registered:
-        atexit.register(_cleanup_at_exit)
+        atexit.register(_close_at_exit)
         _atexit_registered = True
     log.info("EAL: main lcore %d on cpu %d, %d worker lcores (%s), %s", main_lcore, mapping[main_lcore],
              len(eal.worker_lcores), format_cpus(eal.worker_lcores) or "none",
@@ -178,9 +178,9 @@ def init(lcores="0-1", main_lcore=None, no_huge=False, socket_mem=None, memory=N
     return eal
 
 
-def _cleanup_at_exit():
+def _close_at_exit():
     if _current is not None:
-        _current.cleanup()
+        _current.close()
 
 
 class Eal:
@@ -221,7 +221,7 @@ class Eal:
 
     def _check_live(self):
         if not self._live:
-            raise StateError("this EAL was cleaned up", "call pypdk.eal.init() again")
+            raise StateError("this EAL was closed", "call pypdk.eal.init() again")
 
     def _check_worker(self, lcore):
         if lcore == self.main_lcore:
@@ -360,19 +360,19 @@ class Eal:
         return z
 
     def memzone_free(self, zone) -> None:
-        """Free a zone (a Memzone or its name); same as zone.free()."""
+        """Free a zone (a Memzone or its name); same as zone.close()."""
         z = zone if isinstance(zone, Memzone) else self.memzone_lookup(zone)
-        z.free()
+        z.close()
         if self._zones.get(z.name) is z:
             del self._zones[z.name]
 
     # ---- teardown ---------------------------------------------------------------------
 
-    def cleanup(self) -> None:
+    def close(self) -> None:
         """Join the worker lcores, free every memzone, restore the thread's affinity; idempotent.
 
         A worker still running a function is waited for: stop your loops
-        first (set their quit flag), then clean up.
+        first (set their quit flag), then close.
         """
         global _current
         if not self._live:
@@ -382,7 +382,7 @@ class Eal:
             _lcore.stop()
         finally:
             for z in self._zones.values():
-                z.free()
+                z.close()
             self._zones.clear()
             if self._saved_affinity is not None:
                 try:
@@ -396,12 +396,16 @@ class Eal:
     def __enter__(self):
         return self
 
+    def cleanup(self) -> None:
+        """Same as close()."""
+        self.close()
+
     def __exit__(self, *exc):
-        self.cleanup()
+        self.close()
         return False
 
     def __repr__(self):
         from pypdk.eal import hugepages as _hp
-        state = "live" if self._live else "cleaned up"
+        state = "live" if self._live else "closed"
         return (f"<Eal {state} lcores={format_cpus(self.lcores)} main={self.main_lcore} "
                 f"zones={len(self.memzones)} {'no-huge' if self.no_huge else _hp.size_arg(self.page_size)}>")

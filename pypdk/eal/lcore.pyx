@@ -27,7 +27,7 @@ What runs:
 Stopping: `stop()` tells every worker to quit and joins it. A worker that is
 still inside a function finishes that function first: nothing can safely
 interrupt a C loop, so an app stops its loops itself, with a quit flag its
-loop polls (``while not pd_load_relaxed(&conf.quit)``) set before cleanup.
+loop polls (``while not pd_load_relaxed(&conf.quit)``) set before the EAL closes.
 
 The lcore id is a C ``static __thread`` in this module, so `lcore_id()` is a
 TLS load; per-lcore tables elsewhere (mempool caches, stats) index by it.
@@ -340,7 +340,7 @@ def start(dict lcores, unsigned main_lcore):
     cdef unsigned lc
     cdef int cpu, rc
     if any_workers():
-        raise StateError("EAL worker lcores are already running", "call cleanup() first")
+        raise StateError("EAL worker lcores are already running", "call eal.close() first")
     started = []
     for lc_obj, cpu_obj in lcores.items():
         lc, cpu = lc_obj, cpu_obj

@@ -27,9 +27,9 @@ cdef enum:
 
 cdef class Memzone:
     cdef pd_memzone mz
-    cdef readonly bint freed    # True once free() ran (Python sees .freed)
+    cdef readonly bint freed    # True once close() ran (Python sees .freed)
     cdef readonly object path   # hugetlbfs file path to unlink, or None (memfd)
     cdef object __weakref__
     cdef Py_ssize_t exports   # live buffer views from view(); unmapping waits for them
     cdef void *unmap_later    # mapping to drop when the last view is released
-    cpdef free(self)
+    cpdef close(self)

@@ -131,22 +131,26 @@ cdef class PktMbufPool(Mempool):
     Args:
         name: pool name (at most 31 bytes).
         n: number of mbufs.
-        cache_size: mbufs each lcore keeps privately (0 to 512; default 256).
+        cache_size: mbufs each lcore keeps privately (0 to 512, at most
+            n / 1.5). Default: 256, or n * 2 // 3 for a pool of fewer than
+            384 mbufs (0 below 3).
         data_room: bytes of packet data after the headroom (default 2048).
         socket_id: NUMA node for the memory (-1: any).
         headroom: bytes before the data of a fresh mbuf (default 128).
         debug: catch double free and wrong-pool frees (see Mempool).
+
+    Raises UsageError for a cache_size out of range (as Mempool does).
     """
 
-    def __init__(self, str name, n, cache_size=256, data_room=PD_MBUF_DEFAULT_DATAROOM,
+    def __init__(self, str name, n, cache_size=None, data_room=PD_MBUF_DEFAULT_DATAROOM,
                  socket_id=-1, *, headroom=PD_MBUF_DEFAULT_HEADROOM, debug=False):
         cdef uint32_t i, buf_len
         cdef pd_mbuf *m
         if headroom < 0 or data_room < 0 or headroom + data_room > 0xffff:
             raise UsageError(f"mbuf pool {name!r}: headroom {headroom} + data_room {data_room} "
                              "is above 65535 bytes", "use a smaller data_room")
-        if cache_size and cache_size * 3 // 2 > n:
-            cache_size = 0 if n < 3 else n * 2 // 3
+        if cache_size is None:
+            cache_size = 256 if n * 2 // 3 >= 256 else (0 if n < 3 else n * 2 // 3)
         buf_len = headroom + data_room
         self._create(name, n, sizeof(pd_mbuf) + buf_len, cache_size, socket_id,
                      PD_MEMPOOL_F_PKT | (PD_MEMPOOL_F_DEBUG if debug else 0))
@@ -201,7 +205,7 @@ cdef class PktMbufPool(Mempool):
 
     def __repr__(self):
         if self.mp == NULL:
-            return f"PktMbufPool({self.name!r}, freed)"
+            return f"PktMbufPool({self.name!r}, closed)"
         return (f"PktMbufPool({self.name!r}, n={self.mp.size}, data_room={self.mp.mbuf_data_room}, "
                 f"headroom={self.mp.mbuf_headroom}, in_use={self.in_use_count})")
 

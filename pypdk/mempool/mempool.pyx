@@ -149,7 +149,9 @@ cdef class Mempool:
         debug: catch double free and wrong-pool puts (counted, see `debug_stats`).
 
     Objects are addresses (ints) from Python. Raises StateError before
-    `pypdk.eal.init()`, ResourceError when memory is short.
+    `pypdk.eal.init()`, ResourceError when memory is short, UsageError on a
+    bad argument. `close()` (or leaving a ``with`` block) releases the pool
+    and its memzone.
     """
 
     def __init__(self, str name, n, elt_size, cache_size=0, socket_id=-1, *, debug=False):
@@ -175,7 +177,7 @@ cdef class Mempool:
         self.mp = mempool_create_in(bname, n, elt_size, cache_size, flags, mz.mz.addr,
                                     mz.mz.iova, mz.mz.socket_id)
         if self.mp == NULL:
-            mz.free()
+            mz.close()
             raise ResourceError(f"mempool {name!r}: out of memory for its ring and caches",
                                 "use fewer objects")
         self.memzone = mz
@@ -185,18 +187,28 @@ cdef class Mempool:
         mempool_free(self.mp)
         self.mp = NULL
 
-    def free(self):
-        """Release the pool and its memory (objects must not be used after)."""
+    def close(self):
+        """Release the pool and its memzone; idempotent (its objects must not be used after)."""
         mempool_free(self.mp)
         self.mp = NULL
         if self.memzone is not None:
-            self.memzone.free()
+            self.memzone.close()
             self.memzone = None
+
+    def free(self):
+        """Same as close()."""
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def _check(self):
         if self.mp == NULL:
             from pypdk.errors import StateError
-            raise StateError(f"mempool {self.name!r} was freed", "create a new pool")
+            raise StateError(f"mempool {self.name!r} was closed", "create a new pool")
 
     @property
     def addr(self):
@@ -283,7 +295,7 @@ cdef class Mempool:
 
     def __repr__(self):
         if self.mp == NULL:
-            return f"Mempool({self.name!r}, freed)"
+            return f"Mempool({self.name!r}, closed)"
         return (f"Mempool({self.name!r}, size={self.mp.size}, elt_size={self.mp.elt_size}, "
                 f"cache_size={self.mp.cache_size}, in_use={mempool_in_use_count(self.mp)})")
 

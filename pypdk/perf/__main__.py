@@ -55,13 +55,13 @@ def mempool_cases(eal, ops=MEMPOOL_OPS):
                 k.mempool_get_put(mp.addr, bulk, 10_000, cache)
                 out[name] = k.mempool_get_put(mp.addr, bulk, max(ops // bulk, 1), cache)
     finally:
-        mp.free()
+        mp.close()
     pool = PktMbufPool("perf_mbuf", 8192, cache_size=256)
     try:
         k.mbuf_alloc_free(pool.addr, 32, 10_000)
         out["mbuf alloc+free bulk 32"] = k.mbuf_alloc_free(pool.addr, 32, ops // 32)
     finally:
-        pool.free()
+        pool.close()
     return out
 
 
@@ -91,7 +91,7 @@ def _run_suites(suites, as_json, lcores, no_huge):
         if "mempool" in suites:
             results.update(mempool_cases(eal))
     finally:
-        eal.cleanup()
+        eal.close()
     if as_json:
         click.echo(json.dumps({k: round(v, 3) for k, v in results.items()}))
     else:

@@ -88,9 +88,9 @@ def run(seconds=5.0, size=64, mode="auto", lcores="0-1", no_huge=False, nb_desc=
                 tx.close()
                 for p in ("rx_pool", "tx_pool"):
                     if p in locals():
-                        locals()[p].free()
+                        locals()[p].close()
     finally:
-        eal.cleanup()
+        eal.close()
     return out
 
 

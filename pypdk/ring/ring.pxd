@@ -192,5 +192,6 @@ cdef inline uint32_t ring_free_count(const pd_ring *r) noexcept nogil:
 cdef class Ring:
     cdef pd_ring *r
     cdef readonly str name
+    cdef int _check(self) except -1
     cdef long _enqueue(self, objs, bint fixed) except -1
     cdef list _dequeue(self, n, bint fixed)

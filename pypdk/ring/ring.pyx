@@ -16,7 +16,7 @@ from libc.string cimport memset, strncpy
 from libc.errno cimport errno, EINVAL, ENOMEM
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 
-from pypdk.errors import UsageError, ResourceError
+from pypdk.errors import UsageError, ResourceError, StateError
 
 cdef extern from "<stdlib.h>" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
@@ -95,7 +95,8 @@ cdef class Ring:
         exact_size: capacity = size rather than size - 1.
 
     Objects are pointers: ints, or anything with an `addr` (an Mbuf).
-    Dequeue returns ints.
+    Dequeue returns ints. `close()` (or leaving a ``with`` block) frees the
+    ring; no lcore may still be using it then.
     """
 
     def __cinit__(self, str name, size, bint sp=False, bint sc=False, *,
@@ -130,51 +131,79 @@ cdef class Ring:
         ring_free(self.r)
         self.r = NULL
 
+    def close(self):
+        """Free the ring's memory; idempotent. Objects still in it are not freed."""
+        ring_free(self.r)
+        self.r = NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    cdef int _check(self) except -1:
+        if self.r == NULL:
+            raise StateError(f"ring {self.name!r} was closed", "create a new ring")
+        return 0
+
     @property
     def addr(self):
-        """Address of the pd_ring, for Cython code that takes a ring pointer."""
+        """Address of the pd_ring, for Cython code that takes a ring pointer (0 once closed)."""
         return <uintptr_t>self.r
 
     @property
     def size(self):
+        self._check()
         return self.r.size
 
     @property
     def capacity(self):
+        self._check()
         return self.r.capacity
 
     @property
     def count(self):
         """Objects in the ring now."""
+        self._check()
         return ring_count(self.r)
 
     @property
     def free_count(self):
         """Free slots now."""
+        self._check()
         return ring_free_count(self.r)
 
     @property
     def sp(self):
+        self._check()
         return bool(self.r.prod.single)
 
     @property
     def sc(self):
+        self._check()
         return bool(self.r.cons.single)
 
     def empty(self):
+        self._check()
         return ring_count(self.r) == 0
 
     def full(self):
+        self._check()
         return ring_free_count(self.r) == 0
 
     def __len__(self):
+        self._check()
         return ring_count(self.r)
 
     def __repr__(self):
+        if self.r == NULL:
+            return f"Ring({self.name!r}, closed)"
         return (f"Ring({self.name!r}, size={self.r.size}, capacity={self.r.capacity}, "
                 f"count={ring_count(self.r)}, sp={self.sp}, sc={self.sc})")
 
     cdef long _enqueue(self, objs, bint fixed) except -1:
+        self._check()
         cdef Py_ssize_t n = len(objs), i
         cdef void **tbl = <void **>PyMem_Malloc(max(n, 1) * sizeof(void *))
         cdef uint32_t done
@@ -193,6 +222,7 @@ cdef class Ring:
         return done
 
     cdef list _dequeue(self, n, bint fixed):
+        self._check()
         if n < 0:
             raise UsageError(f"ring {self.name!r}: cannot dequeue {n} objects",
                              "ask for a count >= 0")

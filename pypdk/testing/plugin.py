@@ -62,7 +62,7 @@ def eal():
     try:
         yield e
     finally:
-        e.cleanup()
+        e.close()
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def eal_no_huge():
     try:
         yield e
     finally:
-        e.cleanup()
+        e.close()
 
 
 # ---- mbuf pools that must get every mbuf back ----------------------------------------
@@ -109,7 +109,7 @@ def make_pool(request):
         pypdk.pmd.close_all()
         leaked = [(p.name, p.in_use_count - base) for p, base in made if p.in_use_count != base]
         for p, _ in made:
-            p.free()
+            p.close()
         assert not leaked, "; ".join(f"{k} mbufs not returned to pool {n}" for n, k in leaked)
 
 

@@ -47,7 +47,7 @@ def test_main_thread_is_the_main_lcore_until_cleanup(eal):
     t.start()
     t.join()
     assert seen == [LCORE_ID_ANY]
-    eal.cleanup()
+    eal.close()
     assert pypdk.eal.lcore_id() == LCORE_ID_ANY
     assert os.sched_getaffinity(0) == before_eal and {0, 1} <= before_eal
 
@@ -130,19 +130,19 @@ def test_launch_targets_must_be_worker_lcores(eal):
         eal.remote_launch(K.lcore_id_function(), 1, arg=1)
 
 
-def test_cleanup_joins_workers_and_is_idempotent():
+def test_close_joins_workers_and_is_idempotent():
     eal = pypdk.eal.init("0-1")
     gate = K.Gate(ret=7)
     eal.remote_launch(gate.function(), 1)
     while not gate.entered:
         pass
-    threading.Timer(0.2, gate.open).start()  # cleanup waits for the running function
-    eal.cleanup()
+    threading.Timer(0.2, gate.open).start()  # close waits for the running function
+    eal.close()
     assert "lcore-1" not in thread_names()
-    eal.cleanup()
+    eal.close()
     with pytest.raises(StateError, match=r"^EAL not initialised; call pypdk.eal.init\(\) first$"):
         pypdk.eal.current()
-    with pytest.raises(StateError, match="cleaned up"):
+    with pytest.raises(StateError, match="this EAL was closed"):
         eal.remote_launch(lambda: None, 1)
 
 

@@ -46,7 +46,7 @@ def test_hugepage_memfd_zone(eal):
     assert free2m() == before - 2  # faulted in now, not at first touch
     write_and_check_shared(z)
     assert z in eal.memzones and eal.memzone_lookup("mz_memfd") is z
-    eal.cleanup()
+    eal.close()
     assert z.freed and z.fd == -1 and z.addr == 0
     assert free2m() == before
 
@@ -88,24 +88,24 @@ def test_no_huge_zone_uses_ordinary_pages(eal_no_huge):
     assert free2m() == before
 
 
-def test_zone_starts_zeroed_and_free_is_idempotent():
+def test_zone_starts_zeroed_and_close_is_idempotent():
     z = memzone_reserve("mz_zero", MB2)
     try:
         assert bytes(z.view()) == bytes(MB2)
     finally:
-        z.free()
-    z.free()
+        z.close()
+    z.close()
     assert z.freed
     with pytest.raises(pypdk.StateError, match="memzone 'mz_zero' was freed"):
         z.view()
 
 
-def test_free_with_a_live_view_returns_the_pages_and_does_not_crash():
+def test_close_with_a_live_view_returns_the_pages_and_does_not_crash():
     before = free2m()
     z = memzone_reserve("mz_view", MB2)
     v = z.view()
     v[:3] = b"abc"
-    z.free()
+    z.close()
     assert free2m() == before
     assert bytes(v[:3]) == b"\0\0\0"  # a stale view sees zeros, not freed hugepages
     v.release()
@@ -168,3 +168,9 @@ def test_memory_option_caps_the_eal():
         eal.memzone_reserve("a", MB2, socket_id=0)
         with pytest.raises(ResourceError, match=r"of --socket-mem \(node 0\) is left"):
             eal.memzone_reserve("b", 1, socket_id=0)
+
+
+def test_a_zone_is_a_context_manager(eal):
+    with eal.memzone_reserve("mz_with", MB2) as z:
+        z.view()[:1] = b"x"
+    assert z.freed and z not in eal.memzones

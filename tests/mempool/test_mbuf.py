@@ -128,3 +128,16 @@ def test_debug_pool_catches_double_free(eal):
         assert p.in_use_count == 0
     finally:
         p.free()
+
+
+def test_cache_size_too_big_is_refused_as_mempool_refuses_it(eal):
+    with pytest.raises(UsageError, match=r"mempool 'mbuf_bigcache': cache_size 256 is too big for 64 objects"):
+        PktMbufPool("mbuf_bigcache", 64, cache_size=256)
+
+
+@pytest.mark.parametrize("n, cache", [(8192, 256), (384, 256), (64, 42), (2, 0)])
+def test_default_cache_size_is_256_or_what_a_small_pool_allows(eal, n, cache):
+    with PktMbufPool(f"mbuf_defcache{n}", n) as p:
+        assert p.cache_size == cache
+    with pytest.raises(StateError, match="was closed"):
+        p.alloc()

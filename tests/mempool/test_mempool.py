@@ -15,7 +15,7 @@ def test_counts_follow_get_and_put(eal):
         mp.put_bulk(objs)
         assert mp.in_use_count == 0
     finally:
-        mp.free()
+        mp.close()
 
 
 def test_objects_are_distinct_aligned_and_inside_the_zone(eal):
@@ -27,7 +27,7 @@ def test_objects_are_distinct_aligned_and_inside_the_zone(eal):
         assert all(o % 64 == 0 for o in objs)
         mp.put_bulk(objs)
     finally:
-        mp.free()
+        mp.close()
 
 
 def test_bulk_get_is_all_or_nothing(eal):
@@ -40,7 +40,7 @@ def test_bulk_get_is_all_or_nothing(eal):
         assert mp.get() is None
         mp.put_bulk(first)
     finally:
-        mp.free()
+        mp.close()
 
 
 def test_cache_keeps_objects_for_this_lcore_and_counts_them(eal):
@@ -61,12 +61,22 @@ def test_cache_keeps_objects_for_this_lcore_and_counts_them(eal):
         mp.put_bulk(everything)
         assert mp.avail_count == 1024
     finally:
-        mp.free()
+        mp.close()
 
 
 def test_cache_too_big_for_the_pool_is_refused(eal):
     with pytest.raises(UsageError, match="cache_size"):
         Mempool("mp_badcache", 100, 64, cache_size=512)
+
+
+def test_close_releases_the_pool_and_its_memzone(eal):
+    with Mempool("mp_with", 16, 64) as mp:
+        assert mp.get() is not None
+    assert "closed" in repr(mp)
+    assert all(z.name != "mp_with" for z in eal.memzones)
+    mp.close()                                  # idempotent
+    with pytest.raises(StateError, match="mempool 'mp_with' was closed"):
+        mp.get()
 
 
 def test_debug_mode_catches_double_free_and_wrong_pool(eal):
@@ -85,8 +95,8 @@ def test_debug_mode_catches_double_free_and_wrong_pool(eal):
         assert a.debug_stats["wrong_pool"] == 1 and b.in_use_count == 1
         b.put(y)
     finally:
-        a.free()
-        b.free()
+        a.close()
+        b.close()
 
 
 def test_pool_memory_is_a_memzone_of_the_eal(eal):
@@ -94,5 +104,5 @@ def test_pool_memory_is_a_memzone_of_the_eal(eal):
     try:
         assert "mp_zone" in [z.name for z in eal.memzones]
     finally:
-        mp.free()
+        mp.close()
     assert "mp_zone" not in [z.name for z in eal.memzones]

@@ -307,7 +307,7 @@ def test_scapy_frames_arrive_byte_for_byte_vlan_and_chained(pool, wire, tmp_path
         assert small.in_use_count == 0
     finally:
         pypdk.pmd.close_all()
-        small.free()
+        small.close()
 
 
 def test_an_empty_pool_counts_rx_nombuf_and_loses_nothing(pool, wire, tmp_path):

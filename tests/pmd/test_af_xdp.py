@@ -354,7 +354,7 @@ def test_tx_foreign_pool_and_chained_mbufs_are_copied(peer, pool, eal):
     assert port.xstats()["tx_copied"] == len(mbufs)
     assert other.in_use_count == base_other         # originals freed at once
     port.close()
-    other.free()
+    other.close()
 
 
 def test_rx_to_tx_forward_without_copy(peer, pool):
@@ -497,7 +497,7 @@ def test_rx_queues_must_share_one_pool(make_peer, pool):
     with pytest.raises(UsageError, match="same pool"):
         port.rx_queue_setup(1, 256, other)
     port.close()
-    other.free()
+    other.close()
 
 
 # ---- errors ----------------------------------------------------------------------
@@ -605,7 +605,7 @@ def test_eal_cleanup_before_close_does_not_crash(peer):
         port.setup(p, 1, 1, 256, 256)
         port.start()
     finally:
-        e.cleanup()
+        e.close()
     port.close()
     assert_no_xdp(peer.a)
 
@@ -835,7 +835,7 @@ def test_kernel_drops_are_imissed_and_short_pool_is_rx_nombuf(peer, eal):
         m.free()
     port.close()
     assert small.in_use_count == base
-    small.free()
+    small.close()
 
 
 def test_stop_start_keeps_counters_and_leaves_no_program_while_stopped(peer, pool):

@@ -199,7 +199,7 @@ def test_packet_needing_too_many_segments_is_an_ierror(eal_no_huge, tmp_path):
         assert small.in_use_count == 0
     finally:
         pypdk.pmd.close_all()
-        small.free()
+        small.close()
 
 
 def test_short_pool_counts_rx_nombuf_and_loses_nothing(eal_no_huge, tmp_path):
@@ -229,7 +229,7 @@ def test_short_pool_counts_rx_nombuf_and_loses_nothing(eal_no_huge, tmp_path):
         assert small.in_use_count == 0
     finally:
         pypdk.pmd.close_all()
-        small.free()
+        small.close()
 
 
 def test_file_cut_short_is_read_to_its_last_whole_record(pool, tmp_path):

@@ -232,7 +232,7 @@ def test_big_frames_cross_as_chained_segments(eal_no_huge, ifname, netns):
         assert small.in_use_count == 0
     finally:
         pypdk.pmd.close_all()
-        small.free()
+        small.close()
 
 
 def test_frame_longer_than_the_receive_area_is_an_ierror(pool, ifname, netns):

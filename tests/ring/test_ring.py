@@ -2,7 +2,7 @@
 import pytest
 
 from pypdk.ring import Ring
-from pypdk.errors import UsageError
+from pypdk.errors import StateError, UsageError
 
 
 @pytest.mark.parametrize("sp,sc", [(True, True), (False, False), (True, False), (False, True)])
@@ -71,3 +71,15 @@ def test_bad_sizes_are_rejected_with_the_fix(size):
 def test_long_name_is_rejected():
     with pytest.raises(UsageError, match="longer than"):
         Ring("x" * 40, 8)
+
+
+def test_close_frees_the_ring_and_a_closed_ring_refuses_use():
+    with Ring("closing", 8) as r:
+        assert r.enqueue(7)
+    assert r.addr == 0
+    r.close()                                   # idempotent
+    with pytest.raises(StateError, match="ring 'closing' was closed"):
+        r.enqueue(1)
+    with pytest.raises(StateError):
+        len(r)
+    assert "closed" in repr(r)

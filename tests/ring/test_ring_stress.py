@@ -13,7 +13,7 @@ def eal4():
     # lcores sharing a cpu exercise the preempted-claimant path of MP/MC.
     e = eal_mod.init(lcores="0,(1-2)@0,(3-4)@1")
     yield e
-    e.cleanup()
+    e.close()
 
 
 @pytest.mark.parametrize("sp,sc,producers,consumers,per_producer", [
@@ -32,4 +32,4 @@ def test_mbufs_survive_the_ring(eal4, sp, sc, producers, consumers, per_producer
                        "duplicates": 0, "out_of_order": 0}
         assert ring.count == 0 and pool.in_use_count == 0
     finally:
-        pool.free()
+        pool.close()

@@ -20,7 +20,7 @@ def eal3():
     try:
         yield e
     finally:
-        e.cleanup()
+        e.close()
 
 
 class Wire:

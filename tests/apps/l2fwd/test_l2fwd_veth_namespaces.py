@@ -394,7 +394,7 @@ def test_two_queues_many_flows_each_packet_once(make_topo, driver, tmp_path):
                        for q, lc in enumerate(eal.worker_lcores[:nq])}
             for p in ports:
                 p.start()
-            return make_plan(workers, close=pool.free)
+            return make_plan(workers, close=pool.close)
     """))
     n, flows = 4000, 64
     run = Run(str(app), ["--lcores", "0,(1-2)@1", "--no-huge", *vdevs(t, driver)], [],

@@ -113,7 +113,7 @@ def test_every_flow_gets_its_address_port_and_valid_checksums(eal_no_huge, ipv6,
             assert raw[off["stamp"] + 20:] == tmpl[off["stamp"] + 20:]
         assert pool.in_use_count == 0
     finally:
-        pool.free()
+        pool.close()
 
 
 # ---- runs through pypdk-run ---------------------------------------------------------
