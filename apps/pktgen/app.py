@@ -18,9 +18,9 @@ import struct
 
 import click
 
-from pypdk.app import Plan
 from pypdk.errors import UsageError
 from pypdk.mempool import PktMbufPool
+from pypdk.worker import make_plan
 
 from . import gen
 
@@ -256,37 +256,10 @@ def setup(eal, ports, opts):
             p.stop()
         pool.free()
         raise
-    tasks = {lc: g.lcore_function(which) for lc, which in where.items()}
-
-    def lcore_stats():
-        tx, rx = g.tx_stats(), g.rx_stats()
-        tx_d = {"polls": tx["bursts"] + tx["idle"] + tx["nombuf"], "empty_polls": tx["idle"],
-                "tx": tx["sent"], "tx_refused": tx["refused"], "tx_nombuf": tx["nombuf"]}
-        rx_d = {"polls": rx["polls"], "empty_polls": rx["empty_polls"],
-                "rx": rx["received"] + rx["other"], "rx_other": rx["other"]}
-        out = {}
-        for lc, which in where.items():
-            if which == "tx":
-                out[lc] = tx_d
-            elif which == "rx":
-                out[lc] = rx_d
-            else:
-                d = dict(tx_d)
-                if g.rx_enabled:
-                    d["polls"] += rx_d["polls"]
-                    d["empty_polls"] += rx_d["empty_polls"]
-                    d["rx"] = rx_d["rx"]
-                    d["rx_other"] = rx_d["rx_other"]
-                out[lc] = d
-        return out
-
-    def port_stats():
-        tx, rx = g.tx_stats(), g.rx_stats()
-        out = {txp.port_id: {"rx": 0, "tx": tx["sent"], "dropped": 0}}
-        if rxp is not None:
-            out.setdefault(rxp.port_id, {"rx": 0, "tx": 0, "dropped": 0})
-            out[rxp.port_id]["rx"] += rx["received"] + rx["other"]
-        return out
+    # Each lcore runs a gen.GenWorker (a pypdk.worker LcoreWorker): its counters are
+    # the lcore loop's (tx rounds and rx bursts are polls), its port_stats the
+    # tx port's sent and the rx port's received packets.
+    workers = {lc: g.worker(which) for lc, which in where.items()}
 
     config = {"tx_port": txp.port_id, "rx_port": rxp.port_id if rxp is not None else None,
               "size": opts.size, "flows": opts.flows, "proto": opts.proto,
@@ -313,6 +286,5 @@ def setup(eal, ports, opts):
     def close():
         pool.free()
 
-    return Plan(tasks=tasks, stop=g.stop, lcore_stats=lcore_stats, app_stats=app_stats,
-                periodic=periodic, close=close, port_stats=port_stats,
-                info={"lcores": where, "gen": g})
+    return make_plan(workers, close=close, app_stats=app_stats, periodic=periodic,
+                     info={"lcores": where, "gen": g})

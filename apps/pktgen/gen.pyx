@@ -33,19 +33,18 @@ One lcore can run both sides (`run_both`), or tx and rx run on two lcores
 (`run_tx`, `run_rx`): the tx lcore publishes its final count with a release
 store of `tx_done`, which the rx lcore reads with acquire.
 """
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, UINT64_MAX
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, uint64_t, UINT64_MAX
 from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
 from pypdk.eal.timer cimport now_ns
 
-from pypdk.eal.lcore cimport lcore_function_new
+from pypdk.worker.lcore_loop cimport (pd_lcore, LcoreWorker, lcore_loop, lcore_rx, conf_alloc,
+                                      PD_ROUND_DONE)
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk, pktmbuf_read,
                                  mbuf_mtod, PktMbufPool)
 from pypdk.mempool.mempool cimport pd_mempool
 from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.pmd.ethdev cimport pd_eth_fp, eth_port_fp, fp_rx_burst, fp_tx_burst
-from pypdk.net.byteorder cimport pd_ntohs
-from pypdk.net.cksum cimport cksum_add, cksum_fold
 
 from pypdk.errors import UsageError
 
@@ -90,8 +89,6 @@ ctypedef struct pg_rx_stats:
     uint64_t bytes
     uint64_t other          # packets without our stamp (freed)
     uint64_t out_of_order
-    uint64_t polls
-    uint64_t empty_polls
     uint64_t lat_min
     uint64_t lat_max
     uint64_t lat_sum
@@ -130,16 +127,21 @@ ctypedef struct pg_conf:
     char pad1[64]
     pg_rx_stats rx
 
-# The sums here are of 16-bit words read big-endian (so the flow's address
-# and port words add as numbers). pypdk.net.cksum sums the bytes as stored;
-# a ones' complement sum is byte-order independent (RFC 1071, 2.B), so its
-# folded sum read big-endian is this one. Carries are folded later.
 
 cdef inline uint32_t sum16(const uint8_t *p, uint32_t n, uint32_t s) noexcept nogil:
-    return s + pd_ntohs(cksum_fold(cksum_add(p, n, 0)))
+    # RFC 1071: big-endian 16-bit words, ones' complement (carries folded later)
+    while n > 1:
+        s += (<uint32_t>p[0] << 8) | p[1]
+        p += 2
+        n -= 2
+    if n:
+        s += <uint32_t>p[0] << 8
+    return s
 
 cdef inline uint32_t fold(uint32_t s) noexcept nogil:
-    return cksum_fold(s)
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return s
 
 
 # ---- tx ----------------------------------------------------------------------------
@@ -169,8 +171,12 @@ cdef inline void build(pg_conf *c, pd_mbuf *m, uint64_t t) noexcept nogil:
     if c.flow == c.nb_flows:
         c.flow = 0
 
-cdef inline void tx_round(pg_conf *c, uint64_t t0) noexcept nogil:
-    """Send what is due (at most one burst)."""
+cdef inline uint16_t tx_round(pd_lcore *l, pg_conf *c, uint64_t t0) noexcept nogil:
+    """Send what is due (at most one burst); the packets the port took.
+
+    Counted in the lcore's counters as a poll (empty: nothing was due),
+    tx, and tx_dropped for what the port refused (freed, regenerated).
+    """
     cdef pd_mbuf *pkts[PD_MAX_BURST]
     cdef uint64_t due = c.burst, t, left
     cdef uint16_t n, i, nb_tx
@@ -184,24 +190,29 @@ cdef inline void tx_round(pg_conf *c, uint64_t t0) noexcept nogil:
         left = left - c.tx.sent if left > c.tx.sent else 0
         if left < due:
             due = left
+    l.stats.polls += 1
     if due == 0:
         c.tx.idle += 1
-        return
+        l.stats.empty_polls += 1
+        return 0
     n = <uint16_t>due
     if pd_unlikely(pktmbuf_alloc_bulk(c.mp, pkts, n) != 0):
         c.tx.nombuf += 1
-        return
+        return 0
     for i in range(n):
         build(c, pkts[i], t)
     nb_tx = fp_tx_burst(c.tx_fp, c.tx_queue, pkts, n)
     c.tx.bursts += 1
     c.tx.sent += nb_tx
     c.tx.bytes += <uint64_t>nb_tx * c.size
+    l.stats.tx += nb_tx
     if pd_unlikely(nb_tx < n):
         pktmbuf_free_bulk(pkts + nb_tx, n - nb_tx)
         c.tx.refused += n - nb_tx
+        l.stats.tx_dropped += n - nb_tx
         c.seq -= n - nb_tx              # the next burst reuses their numbers
         c.flow = <uint32_t>(c.seq % c.nb_flows)
+    return nb_tx
 
 cdef inline bint tx_finished(pg_conf *c) noexcept nogil:
     return c.count != 0 and c.tx.sent >= c.count
@@ -209,7 +220,7 @@ cdef inline bint tx_finished(pg_conf *c) noexcept nogil:
 
 # ---- rx ----------------------------------------------------------------------------
 
-cdef inline uint16_t rx_round(pg_conf *c) noexcept nogil:
+cdef inline uint16_t rx_round(pd_lcore *l, pg_conf *c) noexcept nogil:
     cdef pd_mbuf *pkts[PD_MAX_BURST]
     cdef uint16_t n, i
     cdef uint64_t t, seq, ts, lat
@@ -217,10 +228,8 @@ cdef inline uint16_t rx_round(pg_conf *c) noexcept nogil:
     cdef uint8_t buf[PG_STAMP_LEN]
     cdef const uint8_t *st
     cdef pd_mbuf *m
-    n = fp_rx_burst(c.rx_fp, c.rx_queue, pkts, c.burst)
-    c.rx.polls += 1
+    n = lcore_rx(l, c.rx_fp, c.rx_queue, pkts, c.burst)    # polls, empty_polls, rx
     if n == 0:
-        c.rx.empty_polls += 1
         return 0
     t = now_ns()
     for i in range(n):
@@ -262,48 +271,78 @@ cdef inline bint rx_finished(pg_conf *c, uint64_t done_at) noexcept nogil:
     return now_ns() - done_at >= c.drain_ns
 
 
-# ---- the loops ---------------------------------------------------------------------
+# ---- the loops: pypdk's lcore loop over pktgen's rounds ---------------------------
+#
+# Each lcore runs lcore_loop (pypdk/worker/lcore_loop.pxd) with one of the
+# rounds below; its counters are the skeleton's. Stopping pktgen means "stop
+# sending" (c.quit): the rounds end the loop themselves (PD_ROUND_DONE), the
+# receiving side only after its drain, so the skeleton's own quit flag is
+# not what ends them.
+
+ctypedef struct pg_worker:
+    pd_lcore lc
+    pg_conf *c
+    uint64_t t0             # when the loop started (pacing)
+    uint64_t done_at        # when tx finished (0: not yet)
+
+cdef inline void tx_finish(pg_worker *w) noexcept nogil:
+    w.done_at = now_ns()
+    # Release: pairs with pg_rx_round's acquire; tx.sent is final from here.
+    pd_store_release_int(&w.c.tx_done, 1)
+
+cdef int32_t pg_both_round(void *arg) noexcept nogil:
+    """tx and (optionally) rx on one lcore."""
+    cdef pg_worker *w = <pg_worker *>arg
+    cdef pg_conf *c = w.c
+    cdef int32_t n = 0
+    if pd_unlikely(pd_load_relaxed_int(&c.quit)):
+        if w.done_at == 0:
+            tx_finish(w)
+    elif w.done_at == 0:
+        n = tx_round(&w.lc, c, w.t0)
+        if tx_finished(c):
+            tx_finish(w)
+    if c.rx_fp != NULL:
+        n += rx_round(&w.lc, c)
+    if w.done_at and (c.rx_fp == NULL or rx_finished(c, w.done_at)):
+        return PD_ROUND_DONE
+    return n
+
+cdef int32_t pg_tx_round(void *arg) noexcept nogil:
+    cdef pg_worker *w = <pg_worker *>arg
+    if pd_load_relaxed_int(&w.c.quit) or tx_finished(w.c):
+        return PD_ROUND_DONE
+    return tx_round(&w.lc, w.c, w.t0)
+
+cdef int32_t pg_rx_round(void *arg) noexcept nogil:
+    cdef pg_worker *w = <pg_worker *>arg
+    cdef pg_conf *c = w.c
+    cdef int32_t n = rx_round(&w.lc, c)
+    if w.done_at == 0:
+        # Acquire: pairs with tx_finish's release; tx.sent is final after it.
+        # (quit too, in case the tx lcore never ran: the drain bounds the wait.)
+        if pd_load_acquire_int(&c.tx_done) or pd_load_relaxed_int(&c.quit):
+            w.done_at = now_ns()
+    elif rx_finished(c, w.done_at):
+        return PD_ROUND_DONE
+    return n
 
 cdef int run_both(void *arg) noexcept nogil:
-    """tx and (optionally) rx on one lcore."""
-    cdef pg_conf *c = <pg_conf *>arg
-    cdef uint64_t t0 = now_ns(), done_at = 0
-    while True:
-        if pd_unlikely(pd_load_relaxed_int(&c.quit)):
-            if done_at == 0:
-                done_at = now_ns()
-                pd_store_release_int(&c.tx_done, 1)
-        elif done_at == 0:
-            tx_round(c, t0)
-            if tx_finished(c):
-                done_at = now_ns()
-                pd_store_release_int(&c.tx_done, 1)
-        if c.rx_fp != NULL:
-            rx_round(c)
-        if done_at and (c.rx_fp == NULL or rx_finished(c, done_at)):
-            return 0
+    cdef pg_worker *w = <pg_worker *>arg
+    w.t0 = now_ns()
+    return lcore_loop(&w.lc, pg_both_round, w, NULL, NULL)
 
 cdef int run_tx(void *arg) noexcept nogil:
-    cdef pg_conf *c = <pg_conf *>arg
-    cdef uint64_t t0 = now_ns()
-    while not pd_load_relaxed_int(&c.quit) and not tx_finished(c):
-        tx_round(c, t0)
-    # Release: pairs with run_rx's acquire; tx.sent is final from here.
-    pd_store_release_int(&c.tx_done, 1)
+    cdef pg_worker *w = <pg_worker *>arg
+    w.t0 = now_ns()
+    lcore_loop(&w.lc, pg_tx_round, w, NULL, NULL)
+    if w.done_at == 0:
+        tx_finish(w)
     return 0
 
 cdef int run_rx(void *arg) noexcept nogil:
-    cdef pg_conf *c = <pg_conf *>arg
-    cdef uint64_t done_at = 0
-    while True:
-        rx_round(c)
-        if done_at == 0:
-            # Acquire: pairs with run_tx's release; tx.sent is final after it.
-            # (quit too, in case the tx lcore never ran: the drain bounds the wait.)
-            if pd_load_acquire_int(&c.tx_done) or pd_load_relaxed_int(&c.quit):
-                done_at = now_ns()
-        elif rx_finished(c, done_at):
-            return 0
+    cdef pg_worker *w = <pg_worker *>arg
+    return lcore_loop(&w.lc, pg_rx_round, w, NULL, NULL)
 
 
 # ---- Python face -------------------------------------------------------------------
@@ -335,6 +374,9 @@ cdef class Gen:
     cdef bytes tmpl
     cdef readonly object pool
     cdef readonly dict offsets
+    cdef dict _workers
+    cdef readonly object tx_port_id
+    cdef readonly object rx_port_id
 
     def __cinit__(self, *a, **kw):
         cdef void *mem = NULL
@@ -357,6 +399,9 @@ cdef class Gen:
         if offsets["stamp"] + PG_STAMP_LEN > len(template):
             raise UsageError("the template has no room for the stamp", "use a bigger --size")
         self.pool = pool
+        self._workers = {}
+        self.tx_port_id = tx_port
+        self.rx_port_id = rx_port
         self.offsets = dict(offsets)
         self.tmpl = template
         c.mp = pool.mp
@@ -427,15 +472,18 @@ cdef class Gen:
                 f.l4_sum = fold(l4_base + (a >> 16) + (a & 0xffff) + s)
 
     # -- launching and stopping ------------------------------------------------------
+    def worker(self, str which="both"):
+        """The GenWorker (an LcoreWorker) for one lcore: 'both', 'tx' or 'rx'."""
+        if which not in ("both", "tx", "rx"):
+            raise UsageError(f"pktgen has no {which!r} loop", "use 'both', 'tx' or 'rx'")
+        w = self._workers.get(which)
+        if w is None:
+            w = self._workers[which] = GenWorker(self, which)
+        return w
+
     def lcore_function(self, str which="both"):
-        """The LcoreFunction for one lcore: 'both', 'tx' or 'rx'."""
-        fn = {"both": 0, "tx": 1, "rx": 2}[which]
-        pd_store_release_int(&self.c.quit, 0)
-        if fn == 0:
-            return lcore_function_new(run_both, self.c, self)
-        if fn == 1:
-            return lcore_function_new(run_tx, self.c, self)
-        return lcore_function_new(run_rx, self.c, self)
+        """The LcoreFunction for one lcore: 'both', 'tx' or 'rx' (see worker())."""
+        return self.worker(which).lcore_function()
 
     def stop(self):
         """tx stops at once; rx keeps draining for at most `drain` seconds."""
@@ -490,3 +538,62 @@ cdef class Gen:
         self.c.seq = save_seq
         self.c.flow = save_flow
         return out
+
+
+cdef class GenWorker(LcoreWorker):
+    """What one pktgen lcore runs ('both', 'tx' or 'rx' of a Gen): made by Gen.worker().
+
+    stats() are the lcore loop's counters (pypdk.stats.LCORE_COUNTERS: tx
+    rounds and rx bursts are polls, a tx round with nothing due is empty,
+    tx_dropped is what the port refused, freed and generated again), then
+    tx_nombuf (tx rounds skipped, the pool was empty) on a sending lcore and
+    rx_other (packets without the stamp) on a receiving one. stop() stops
+    the generator (Gen.stop): tx at once, rx after its drain.
+    """
+    cdef pg_worker *w
+    cdef readonly Gen gen
+    cdef readonly str which
+
+    def __cinit__(self, Gen gen, str which):
+        self.w = <pg_worker *>conf_alloc(sizeof(pg_worker))
+        self.w.c = gen.c
+        self.gen = gen
+        self.which = which
+        self.set_conf(&self.w.lc, run_both if which == "both" else run_tx if which == "tx" else run_rx,
+                      self.w)
+
+    def __dealloc__(self):
+        free(self.w)
+        self.w = NULL
+
+    def lcore_function(self):
+        """The LcoreFunction to launch (clears the generator's stop)."""
+        pd_store_release_int(&self.w.c.quit, 0)
+        self.w.done_at = 0
+        return LcoreWorker.lcore_function(self)
+
+    def stop(self):
+        """Stop sending; a receiving lcore returns after its drain."""
+        self.gen.stop()
+
+    def extra_stats(self):
+        out = {}
+        if self.which != "rx":
+            out["tx_nombuf"] = self.w.c.tx.nombuf
+        if self.which == "rx" or (self.which == "both" and self.w.c.rx_fp != NULL):
+            out["rx_other"] = self.w.c.rx.other
+        return out
+
+    def port_stats(self):
+        """{port id: {'rx', 'tx', 'dropped'}}: tx on the tx port, rx on the rx port."""
+        cdef dict lc = self.w.lc.stats
+        out = {}
+        if self.which != "rx":
+            out[self.gen.tx_port_id] = {"rx": 0, "tx": lc["tx"], "dropped": 0}
+        if self.which == "rx" or (self.which == "both" and self.w.c.rx_fp != NULL):
+            d = out.setdefault(self.gen.rx_port_id, {"rx": 0, "tx": 0, "dropped": 0})
+            d["rx"] += lc["rx"]
+        return out
+
+    def __repr__(self):
+        return f"<GenWorker {self.which}>"

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import click
 
-from pypdk.app import Plan
 from pypdk.errors import UsageError
 from pypdk.eal.timer import tsc_hz
 from pypdk.mempool import PktMbufPool
+from pypdk.worker import make_plan
 
 from apps.vrouter import config
 
@@ -80,19 +80,15 @@ def setup(eal, ports, opts):
         pool.free()
         raise
 
-    def stop():
-        for w in wk.values():
-            w.stop()
-
     def close():
         control.close()
         vr.close()
         pool.free()
 
-    return Plan(tasks={lc: w.lcore_function() for lc, w in wk.items()}, stop=stop,
-                lcore_stats=lambda: {lc: w.stats() for lc, w in wk.items()},
-                app_stats=lambda: _locked(control, vr.stats_json), periodic=_live_view(vr, control), close=close,
-                info={"lcores": {lc: pairs for lc, pairs in assignment.items()}, "vrouter": vr})
+    # Each forwarding lcore is a pypdk.worker LcoreWorker (dp/router.pyx Worker).
+    return make_plan(wk, close=close, app_stats=lambda: _locked(control, vr.stats_json),
+                     periodic=_live_view(vr, control),
+                     info={"lcores": {lc: pairs for lc, pairs in assignment.items()}, "vrouter": vr})
 
 
 # ---- the control hook: agent thread, control socket, live view (apps/vrouter/agent.py) ----
