@@ -7,8 +7,13 @@ tcpdump, tshark and scapy read.
 
 Design
 ------
+The capture files themselves (reading pcap/pcapng into a record index,
+the pcap file and record headers) are pcapfile.pyx's; this module is the
+port around them.
+
 Reading. At `open` the whole rx file is read into one malloc'ed buffer and
-indexed: a C array of (offset, length, timestamp) records over that buffer.
+indexed (`pcapfile.PcapIndex`): a C array of (offset, length, timestamp)
+records over that buffer.
 A bad file (not pcap/pcapng, a link type other than Ethernet, a record that
 claims an impossible length) is a UsageError naming the file, at open, so
 `pypdk-run` exits 2 before any lcore starts. At rx queue setup the index is
@@ -65,11 +70,10 @@ read once per burst, so the packets of one burst share a timestamp.
 """
 import atexit
 import os
-import struct
 import weakref
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
-from libc.stdlib cimport calloc, malloc, realloc, free
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.errno cimport errno, EINTR
 from posix.unistd cimport write
@@ -80,8 +84,10 @@ from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk,
 from pypdk.mempool.mempool cimport pd_mempool
 from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+from pypdk.pmd.pcapfile cimport PcapIndex, pcap_rec, pcap_rec_hdr, PCAP_REC_HDR_LEN
 
 from pypdk.pmd.devargs import Key, parse_bool, parse_size
+from pypdk.pmd.pcapfile import file_header
 from pypdk.errors import UsageError, ResourceError
 
 DRIVER = "net_pcap"
@@ -104,45 +110,13 @@ cdef extern from *:
     #define PCAP_TX_BUF_SIZE   1048576    /* tx staging buffer */
     #define PCAP_TX_FLUSH_BYTES 65536     /* write when this much is staged... */
     #define PCAP_TX_FLUSH_NS   100000000ULL /* ...or when the last write is this old */
-    #define PCAP_MAX_RECORD    268435456u /* a longer record means a corrupt file */
-    #define PCAP_MAX_IFACES    256        /* pcapng interfaces per section */
-    /* Magic numbers as read in host order: libpcap's savefile format and the
-     * pcapng draft (draft-ietf-opsawg-pcapng, sections 4.1-4.4). */
-    #define PCAP_MAGIC_US      0xa1b2c3d4u
-    #define PCAP_MAGIC_NS      0xa1b23c4du
-    #define PCAP_MAGIC_US_SWAP 0xd4c3b2a1u
-    #define PCAP_MAGIC_NS_SWAP 0x4d3cb2a1u
-    #define PCAPNG_SHB         0x0a0d0d0au /* reads the same in both byte orders */
-    #define PCAPNG_BOM         0x1a2b3c4du
-    #define PCAPNG_BOM_SWAP    0x4d3c2b1au
-    #define PCAPNG_IDB 1u
-    #define PCAPNG_PB  2u                 /* the obsolete Packet Block */
-    #define PCAPNG_SPB 3u
-    #define PCAPNG_EPB 6u
-    #define LINKTYPE_ETHERNET 1u
     """
     enum:
         RX_MAX_SEGS "PCAP_RX_MAX_SEGS"
         TX_BUF_SIZE "PCAP_TX_BUF_SIZE"
         TX_FLUSH_BYTES "PCAP_TX_FLUSH_BYTES"
-        MAX_IFACES "PCAP_MAX_IFACES"
     uint64_t TX_FLUSH_NS "PCAP_TX_FLUSH_NS"
-    uint32_t MAX_RECORD "PCAP_MAX_RECORD"
-    uint32_t PCAP_MAGIC_US, PCAP_MAGIC_NS, PCAP_MAGIC_US_SWAP, PCAP_MAGIC_NS_SWAP
-    uint32_t PCAPNG_SHB, PCAPNG_BOM, PCAPNG_BOM_SWAP
-    uint32_t PCAPNG_IDB, PCAPNG_PB, PCAPNG_SPB, PCAPNG_EPB, LINKTYPE_ETHERNET
 
-cdef extern from *:
-    uint16_t __builtin_bswap16(uint16_t) nogil
-    uint32_t __builtin_bswap32(uint32_t) nogil
-    uint64_t __builtin_bswap64(uint64_t) nogil
-
-
-ctypedef struct pcap_rec:
-    uint64_t off        # into the file buffer
-    uint64_t ts_ns      # capture time, ns since the epoch
-    uint32_t len        # captured bytes
-    uint32_t nseg       # segments it needs (set at rx queue setup)
 
 ctypedef struct pcap_rxq:
     pd_eth_qstats stats
@@ -275,10 +249,6 @@ cdef int tx_flush(pcap_txq *txq) noexcept nogil:
     return 0
 
 
-cdef inline void put32(char *p, uint32_t v) noexcept nogil:
-    memcpy(p, &v, 4)
-
-
 cdef uint16_t pcap_tx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
     cdef pcap_txq *txq = <pcap_txq *>q
     cdef timespec ts
@@ -300,14 +270,11 @@ cdef uint16_t pcap_tx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
     for i in range(n):
         seg = pkts[i]
         caplen = seg.pkt_len if seg.pkt_len < txq.snaplen else txq.snaplen
-        if txq.used + 16 + caplen > TX_BUF_SIZE:
+        if txq.used + PCAP_REC_HDR_LEN + caplen > TX_BUF_SIZE:
             tx_flush(txq)
         dst = txq.buf + txq.used
-        put32(dst, <uint32_t>ts.tv_sec)
-        put32(dst + 4, frac)
-        put32(dst + 8, caplen)
-        put32(dst + 12, seg.pkt_len)
-        dst += 16
+        pcap_rec_hdr(dst, <uint32_t>ts.tv_sec, frac, caplen, seg.pkt_len)
+        dst += PCAP_REC_HDR_LEN
         while seg != NULL and caplen:
             take = seg.data_len if seg.data_len < caplen else caplen
             memcpy(dst, mbuf_mtod(seg), take)
@@ -327,319 +294,6 @@ cdef uint16_t pcap_tx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
     return n
 
 
-# ---- file index (slow path, C speed) ----------------------------------------
-
-ctypedef struct pcap_index:
-    pcap_rec *recs
-    uint64_t nb
-    uint64_t cap
-    uint64_t skipped_empty
-    int truncated
-    # error detail
-    uint64_t err_off
-    uint32_t err_val
-
-# What index_*() return; _Index.load turns them into UsageError text.
-cdef enum:
-    E_OK = 0
-    E_NOMEM
-    E_LINKTYPE
-    E_RECLEN
-    E_BLOCKLEN
-    E_IFACE
-    E_TOO_MANY_IFACES
-
-
-cdef inline uint16_t rd16(const uint8_t *p, bint swap) noexcept nogil:
-    cdef uint16_t v
-    memcpy(&v, p, 2)
-    return __builtin_bswap16(v) if swap else v
-
-cdef inline uint32_t rd32(const uint8_t *p, bint swap) noexcept nogil:
-    cdef uint32_t v
-    memcpy(&v, p, 4)
-    return __builtin_bswap32(v) if swap else v
-
-cdef inline uint64_t rd64(const uint8_t *p, bint swap) noexcept nogil:
-    cdef uint64_t v
-    memcpy(&v, p, 8)
-    return __builtin_bswap64(v) if swap else v
-
-
-cdef int index_add(pcap_index *ix, uint64_t off, uint32_t length, uint64_t ts) noexcept nogil:
-    cdef pcap_rec *grown
-    if length == 0:
-        ix.skipped_empty += 1
-        return E_OK
-    if ix.nb == ix.cap:
-        ix.cap = ix.cap * 2 if ix.cap else 1024
-        grown = <pcap_rec *>realloc(ix.recs, ix.cap * sizeof(pcap_rec))
-        if grown == NULL:
-            return E_NOMEM
-        ix.recs = grown
-    ix.recs[ix.nb].off = off
-    ix.recs[ix.nb].len = length
-    ix.recs[ix.nb].ts_ns = ts
-    ix.recs[ix.nb].nseg = 0
-    ix.nb += 1
-    return E_OK
-
-
-cdef int index_pcap(const uint8_t *p, uint64_t size, pcap_index *ix) noexcept nogil:
-    """Classic pcap: 24-byte global header, then 16-byte record headers."""
-    cdef uint32_t magic = rd32(p, False)
-    cdef bint swap = magic == PCAP_MAGIC_US_SWAP or magic == PCAP_MAGIC_NS_SWAP
-    cdef bint ns = magic == PCAP_MAGIC_NS or magic == PCAP_MAGIC_NS_SWAP
-    cdef uint32_t linktype = rd32(p + 20, swap) & 0xffff   # upper bits: FCS info
-    cdef uint64_t pos = 24, sec, frac
-    cdef uint32_t caplen
-    cdef int rc
-    if linktype != LINKTYPE_ETHERNET:
-        ix.err_val = linktype
-        ix.err_off = 20
-        return E_LINKTYPE
-    while pos + 16 <= size:
-        sec = rd32(p + pos, swap)
-        frac = rd32(p + pos + 4, swap)
-        caplen = rd32(p + pos + 8, swap)
-        if caplen > MAX_RECORD:
-            ix.err_off = pos
-            ix.err_val = caplen
-            return E_RECLEN
-        if pos + 16 + caplen > size:
-            break
-        rc = index_add(ix, pos + 16, caplen, sec * 1000000000ULL + (frac if ns else frac * 1000))
-        if rc:
-            return rc
-        pos += 16 + caplen
-    ix.truncated = pos != size
-    return E_OK
-
-
-ctypedef struct ng_iface:
-    uint64_t tsoffset_ns
-    uint32_t snaplen
-    uint8_t tsresol
-
-
-cdef uint64_t ng_ts_ns(ng_iface *itf, uint64_t t) noexcept nogil:
-    """A pcapng timestamp in the interface's units (if_tsresol) to ns."""
-    cdef uint32_t e = itf.tsresol & 0x7f
-    cdef uint64_t sec, scale = 1
-    cdef uint32_t i
-    if itf.tsresol & 0x80:                  # 2^-e seconds
-        if e == 0:
-            return t * 1000000000ULL + itf.tsoffset_ns
-        if e >= 64:
-            return itf.tsoffset_ns
-        sec = t >> e
-        return (sec * 1000000000ULL
-                + <uint64_t>(<double>(t & ((1ULL << e) - 1)) * 1e9 / <double>(1ULL << e))
-                + itf.tsoffset_ns)
-    if e <= 9:                              # 10^-e seconds
-        for i in range(9 - e):
-            scale *= 10
-        return t * scale + itf.tsoffset_ns
-    if e > 19:
-        return itf.tsoffset_ns
-    for i in range(e - 9):
-        scale *= 10
-    return t // scale + itf.tsoffset_ns
-
-
-cdef int ng_idb(const uint8_t *body, uint32_t blen, bint swap, ng_iface *itf,
-                pcap_index *ix, uint64_t pos) noexcept nogil:
-    """Interface Description Block body: linktype, snaplen, options."""
-    cdef uint16_t linktype = rd16(body, swap), code, olen
-    cdef uint32_t o = 8, end = blen - 12
-    if linktype != LINKTYPE_ETHERNET:
-        ix.err_val = linktype
-        ix.err_off = pos
-        return E_LINKTYPE
-    itf.snaplen = rd32(body + 4, swap)
-    itf.tsresol = 6
-    itf.tsoffset_ns = 0
-    while o + 4 <= end:
-        code = rd16(body + o, swap)
-        olen = rd16(body + o + 2, swap)
-        if code == 0 or o + 4 + olen > end:
-            break
-        if code == 9 and olen >= 1:         # if_tsresol
-            itf.tsresol = body[o + 4]
-        elif code == 14 and olen >= 8:      # if_tsoffset, seconds
-            itf.tsoffset_ns = <uint64_t>(<int64_t>rd64(body + o + 4, swap) * 1000000000LL)
-        o += 4 + ((olen + 3u) & ~3u)
-    return E_OK
-
-
-cdef int index_pcapng(const uint8_t *p, uint64_t size, pcap_index *ix) noexcept nogil:
-    """pcapng: a sequence of blocks (type, total length, body, total length)."""
-    cdef ng_iface ifaces[MAX_IFACES]
-    cdef uint32_t nifaces = 0, btype, blen, bom, ifid, caplen, origlen
-    cdef uint64_t pos = 0, ts
-    cdef bint swap = False
-    cdef const uint8_t *body
-    cdef int rc
-    while pos + 12 <= size:
-        btype = rd32(p + pos, False)        # SHB's type reads the same either way
-        if btype == PCAPNG_SHB:
-            bom = rd32(p + pos + 8, False)
-            if bom != PCAPNG_BOM and bom != PCAPNG_BOM_SWAP:
-                ix.err_off = pos
-                ix.err_val = bom
-                return E_BLOCKLEN
-            swap = bom == PCAPNG_BOM_SWAP
-            nifaces = 0                     # interfaces are per section
-        else:
-            btype = rd32(p + pos, swap)
-        blen = rd32(p + pos + 4, swap)
-        if blen < 12 or blen & 3 or blen > MAX_RECORD:
-            ix.err_off = pos
-            ix.err_val = blen
-            return E_BLOCKLEN
-        if pos + blen > size:
-            break                           # cut short: keep what is whole
-        if rd32(p + pos + blen - 4, swap) != blen:
-            ix.err_off = pos
-            ix.err_val = blen
-            return E_BLOCKLEN
-        body = p + pos + 8
-        if btype == PCAPNG_IDB:
-            if blen < 20:
-                ix.err_off = pos
-                ix.err_val = blen
-                return E_BLOCKLEN
-            if nifaces == MAX_IFACES:
-                ix.err_off = pos
-                return E_TOO_MANY_IFACES
-            rc = ng_idb(body, blen, swap, &ifaces[nifaces], ix, pos)
-            if rc:
-                return rc
-            nifaces += 1
-        elif btype == PCAPNG_EPB or btype == PCAPNG_PB:
-            if blen < 32:
-                ix.err_off = pos
-                ix.err_val = blen
-                return E_BLOCKLEN
-            ifid = rd32(body, swap) if btype == PCAPNG_EPB else rd16(body, swap)
-            caplen = rd32(body + 12, swap)
-            if ifid >= nifaces:
-                ix.err_off = pos
-                ix.err_val = ifid
-                return E_IFACE
-            if caplen > blen - 32:
-                ix.err_off = pos
-                ix.err_val = caplen
-                return E_RECLEN
-            ts = (<uint64_t>rd32(body + 4, swap) << 32) | rd32(body + 8, swap)
-            rc = index_add(ix, pos + 28, caplen, ng_ts_ns(&ifaces[ifid], ts))
-            if rc:
-                return rc
-        elif btype == PCAPNG_SPB:
-            if blen < 16:
-                ix.err_off = pos
-                ix.err_val = blen
-                return E_BLOCKLEN
-            if nifaces == 0:
-                ix.err_off = pos
-                ix.err_val = 0
-                return E_IFACE
-            origlen = rd32(body, swap)
-            caplen = blen - 16
-            if origlen < caplen:
-                caplen = origlen
-            if ifaces[0].snaplen and ifaces[0].snaplen < caplen:
-                caplen = ifaces[0].snaplen
-            rc = index_add(ix, pos + 12, caplen, 0)   # an SPB has no timestamp
-            if rc:
-                return rc
-        pos += blen
-    ix.truncated = pos != size
-    return E_OK
-
-
-def _read_file(str path, str key):
-    """The file's bytes, or a UsageError/ResourceError naming it."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise UsageError(f"{key}={path}: no such file", f"check the path given to {key}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{key}={path}: is a directory", f"give {key} a capture file") from None
-    except PermissionError:
-        raise ResourceError(f"{key}={path}: permission denied",
-                            "make the file readable, or run as its owner") from None
-
-
-cdef class _Index:
-    """The rx file in C memory and its record index (owned by the Port)."""
-    cdef char *buf
-    cdef uint64_t size
-    cdef pcap_index ix
-    cdef readonly str fmt
-
-    def __cinit__(self):
-        self.buf = NULL
-        memset(&self.ix, 0, sizeof(pcap_index))
-
-    def __dealloc__(self):
-        free(self.buf)
-        free(self.ix.recs)
-
-    def load(self, str path):
-        cdef bytes data = _read_file(path, "rx_pcap")
-        cdef const uint8_t *p
-        cdef uint32_t magic
-        cdef int rc
-        self.size = len(data)
-        if self.size < 24:
-            raise UsageError(f"rx_pcap={path}: not a pcap or pcapng file "
-                             f"({self.size} bytes, too short for a header)",
-                             "give a capture written by tcpdump, tshark or scapy")
-        self.buf = <char *>malloc(self.size)
-        if self.buf == NULL:
-            raise MemoryError()
-        memcpy(self.buf, <char *>data, self.size)
-        del data
-        p = <const uint8_t *>self.buf
-        magic = rd32(p, False)
-        if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS, PCAP_MAGIC_US_SWAP, PCAP_MAGIC_NS_SWAP):
-            self.fmt = "pcap-ns" if magic in (PCAP_MAGIC_NS, PCAP_MAGIC_NS_SWAP) else "pcap"
-            with nogil:
-                rc = index_pcap(p, self.size, &self.ix)
-        elif magic == PCAPNG_SHB:
-            self.fmt = "pcapng"
-            with nogil:
-                rc = index_pcapng(p, self.size, &self.ix)
-        else:
-            raise UsageError(f"rx_pcap={path}: not a pcap or pcapng file "
-                             f"(starts with {bytes(self.buf[:4]).hex()})",
-                             "give a capture written by tcpdump, tshark or scapy")
-        if rc == E_OK:
-            return
-        where = f"at byte {self.ix.err_off}"
-        if rc == E_NOMEM:
-            raise MemoryError()
-        if rc == E_LINKTYPE:
-            raise UsageError(f"rx_pcap={path}: link type {self.ix.err_val} is not Ethernet (1)",
-                             "give a capture of Ethernet frames (e.g. tcpdump -i on an "
-                             "Ethernet/veth/tap interface, not 'any' or a tun)")
-        if rc == E_RECLEN:
-            raise UsageError(f"rx_pcap={path}: corrupt file, a record {where} claims "
-                             f"{self.ix.err_val} bytes", "the file is damaged; capture again")
-        if rc == E_IFACE:
-            raise UsageError(f"rx_pcap={path}: corrupt pcapng, a packet {where} names "
-                             f"interface {self.ix.err_val}, which is not described",
-                             "the file is damaged; capture again")
-        if rc == E_TOO_MANY_IFACES:
-            raise UsageError(f"rx_pcap={path}: more than {MAX_IFACES} interfaces in one "
-                             "section", "split the capture (editcap) or convert it to pcap")
-        raise UsageError(f"rx_pcap={path}: corrupt pcapng, bad block {where} "
-                         f"(length or byte-order field {self.ix.err_val:#x})",
-                         "the file is damaged; capture again")
-
-
 # Ports with a tx file, flushed at interpreter exit if nobody closed them, so
 # a script that forgets close() still leaves a complete capture.
 _writers = weakref.WeakSet()
@@ -654,18 +308,12 @@ def _flush_at_exit():
             pass
 
 
-def _pcap_header(bint ns, uint32_t snaplen):
-    # Host byte order: readers tell it from the magic.
-    return struct.pack("=IHHiIII", PCAP_MAGIC_NS if ns else PCAP_MAGIC_US, 2, 4, 0, 0,
-                       snaplen, LINKTYPE_ETHERNET)
-
-
 cdef class Port(EthDev):
     max_rx_queues = 1
     max_tx_queues = 1
     DRIVER = DRIVER
 
-    cdef _Index index
+    cdef PcapIndex index
     cdef int tx_fd
 
     def __cinit__(self):
@@ -696,7 +344,7 @@ cdef class Port(EthDev):
             raise UsageError(f"{name}: infinite_rx=1 without rx_pcap",
                              "add ,rx_pcap=FILE or drop infinite_rx")
         if args["rx_pcap"] is not None:
-            self.index = _Index()
+            self.index = PcapIndex()
             self.index.load(args["rx_pcap"])
             if args["infinite_rx"] and self.index.ix.nb == 0:
                 raise UsageError(f"{name}: rx_pcap={args['rx_pcap']} has no packets to "
@@ -707,7 +355,7 @@ cdef class Port(EthDev):
             try:
                 self.tx_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                                      0o644)
-                os.write(self.tx_fd, _pcap_header(args["tx_pcap_ns"], args["snaplen"]))
+                os.write(self.tx_fd, file_header(args["tx_pcap_ns"], args["snaplen"]))
             except FileNotFoundError:
                 raise UsageError(f"tx_pcap={path}: the directory does not exist",
                                  "create it or give another path") from None

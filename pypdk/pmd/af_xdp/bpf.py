@@ -8,8 +8,13 @@ once per port start or stop, never per packet.
 `union bpf_attr` is passed as a zeroed 144-byte buffer (its size in the 6.1
 UAPI headers); the kernel accepts a shorter attr than its own as long as
 every byte it does not know is zero. Offsets below are from
-`include/uapi/linux/bpf.h` (each command's anonymous struct in the union),
-checked on the running kernel (see /work/shared/notes/af_xdp.md).
+`include/uapi/linux/bpf.h` (each command's anonymous struct in the union):
+MAP_CREATE map_type 0, key_size 4, value_size 8, max_entries 12, map_flags
+16, map_name 28; MAP_*_ELEM map_fd 0, key 8, value 16, flags 24; PROG_LOAD
+prog_type 0, insn_cnt 4, insns 8, license 16, log_level 24, log_size 28,
+log_buf 32, prog_name 48; LINK_CREATE prog_fd 0, target_ifindex 4,
+attach_type 8 (BPF_XDP, 37), flags 12; OBJ_GET_INFO_BY_FD bpf_fd 0,
+info_len 4, info 8. __NR_bpf is 321 on x86_64.
 
 Attaching uses BPF_LINK_CREATE (kernel >= 5.9): the attachment lives as long
 as the link fd, so a crashed or killed process can never leave its program

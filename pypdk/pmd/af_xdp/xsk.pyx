@@ -53,7 +53,7 @@ the burst ends there (the caller keeps the rest). Chains are linearised
 this way; a frame longer than a chunk is dropped and counted (`oerrors`,
 `tx_too_long`). Multi-buffer (XDP_USE_SG) is not used.
 
-XDP program (prog.py). pypdk's own 6-instruction program redirects each
+XDP program (prog.py; a user's object parsed by elf.py). pypdk's own 6-instruction program redirects each
 frame to the XSKMAP entry of its rx queue and lets frames of queues without
 a socket pass to the kernel; or `xdp_prog=PATH` loads a user's compiled
 object that has an XSKMAP named xsks_map. It is attached with a bpf_link
@@ -83,9 +83,13 @@ included) unless a user program filters; the kernel stack on that queue
 goes deaf. The rx pool must be the same for every queue (one UMEM) and its
 mbufs at least 2048 bytes of chunk (default pools: 2304). Do not fork()
 without exec while a port is started: the child would keep the program
-attached. References: kernel Documentation/networking/af_xdp.rst,
-include/uapi/linux/if_xdp.h, include/net/xsk_queue.h;
-/work/shared/notes/af_xdp.md (measured on this machine).
+attached. The struct layouts come from the installed <linux/if_xdp.h>,
+which may be older than the running kernel: the last u32 of struct
+xdp_umem_reg is padding in the 6.1 headers and tx_metadata_len since 6.8
+(we write 0, which both read alike); on veth a zero-copy bind is refused
+with EOPNOTSUPP (copy mode only). References: kernel
+Documentation/networking/af_xdp.rst, include/uapi/linux/if_xdp.h,
+include/net/xsk_queue.h.
 """
 import atexit
 import errno as _errno
@@ -111,6 +115,7 @@ from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 from pypdk.pmd import netdev
 from pypdk.pmd.devargs import Key
 from pypdk.pmd.af_xdp import prog as _prog
+from pypdk.pmd.af_xdp import elf as _elf
 from pypdk.pmd.af_xdp import bpf as _bpf
 from pypdk.errors import UsageError, ResourceError, StateError
 
@@ -556,7 +561,7 @@ cdef class Port(EthDev):
                                 "use a kernel built with CONFIG_XDP_SOCKETS")
         c_close(fd)
         if args["xdp_prog"]:
-            self.xdp_obj = _prog.parse_elf(args["xdp_prog"])
+            self.xdp_obj = _elf.parse_elf(args["xdp_prog"])
         ours = _prog.attachments().get(self.ifindex)
         try:
             state = _bpf.xdp_query(self.ifindex)
