@@ -2,15 +2,17 @@
 the pool fixture fails a test that keeps an mbuf, the leftovers check fails
 the test that leaves a namespace or a tap (naming it, and removes it), and
 what a module-scoped fixture makes is checked once that fixture is gone."""
-import pytest
+from importlib.metadata import entry_points
 
 from pypdk.testing import netns as nn
 
+PLUGIN = "pypdk.testing.plugin"
+LOAD = [] if any(ep.value == PLUGIN for ep in entry_points(group="pytest11")) else ["-p", PLUGIN]
 
 
 def run(pytester, source, *args):
     pytester.makepyfile(test_it=source)
-    return pytester.runpytest_inprocess("-p", "pypdk.testing.plugin", "-p", "no:cacheprovider", *args)
+    return pytester.runpytest_inprocess(*LOAD, "-p", "no:cacheprovider", *args)
 
 
 def test_clean_tests_pass_and_the_fixtures_clean_up(pytester):
