@@ -8,7 +8,7 @@ control socket) program and inspect the running vRouters. After SIGTERM
 nothing may remain: no tap, no XDP program, no hugepage file, no control
 socket. Needs root (CI runs as root).
 
-Scenarios (issue 6): 1 two nodes over MPLSoUDP, MPLSoGRE, VXLAN; 2 a kernel
+Scenarios: 1 two nodes over MPLSoUDP, MPLSoGRE, VXLAN; 2 a kernel
 VXLAN peer; 3 a multi-queue VM; 4 policy and a floating IP; 5 a route moved
 while traffic flows; 6 a clean stop (every test).
 """
