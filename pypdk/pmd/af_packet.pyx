@@ -271,12 +271,9 @@ cdef extern from "<linux/if_packet.h>":
         AFP_ETH_HLEN
         AFP_VLAN_HLEN
 
-cdef extern from "pd_atomic.h" nogil:
-    uint32_t pd_load_acquire_u32(const uint32_t *p)
-    void pd_store_release_u32(uint32_t *p, uint32_t v)
+from pd_atomic cimport pd_load_acquire_u32, pd_store_release_u32
 
-cdef extern from "pd_mbuf.h":
-    uint64_t PD_MBUF_F_RX_RSS_HASH
+from pd_mbuf cimport PD_MBUF_F_RX_RSS_HASH
 
 _FANOUT = {"hash": PACKET_FANOUT_HASH, "lb": PACKET_FANOUT_LB, "cpu": PACKET_FANOUT_CPU,
            "rnd": PACKET_FANOUT_RND, "qm": PACKET_FANOUT_QM}

@@ -21,14 +21,10 @@ from pypdk.net.lpm4 cimport pd_lpm4, lpm4_lookup, lpm4_lookup_bulk
 from pypdk.net.lpm6 cimport pd_lpm6, lpm6_lookup, lpm6_lookup_bulk
 from pypdk.net.flow_hash cimport pd_flow_hash, flow_hash_lookup, flow_hash_lookup_bulk
 
-cdef extern from "pd_atomic.h" nogil:
-    uint64_t pd_load_acquire_u64(const uint64_t *p)
-    void pd_store_release_u64(uint64_t *p, uint64_t v)
-    int pd_load_acquire_int(const int *p)
-    void pd_store_release_int(int *p, int v)
+from pd_atomic cimport (pd_load_acquire_u64, pd_store_release_u64, pd_load_acquire_int,
+                        pd_store_release_int)
 
-cdef extern from "pd_compiler.h" nogil:
-    void pd_pause()
+from pd_compiler cimport pd_pause
 
 cdef enum:
     BATCH = 64

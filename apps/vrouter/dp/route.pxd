@@ -28,11 +28,9 @@ from pypdk.net.lpm6 cimport pd_lpm6, lpm6_lookup
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_unlikely(bint)
+from pd_compiler cimport pd_unlikely
 
-cdef extern from "pd_atomic.h" nogil:
-    uint64_t pd_load_acquire_u64(const uint64_t *p)
+from pd_atomic cimport pd_load_acquire_u64
 
 cdef enum:
     RT_RULES0 = 1024            # rules of a new VRF table (doubles when full)

@@ -40,14 +40,10 @@ from apps.vrouter.dp.vif cimport TRAP_ARP, TRAP_RESOLVE, TRAP_PACKET
 
 from apps.vrouter.dp.drop import DROP_NAMES
 
-cdef extern from "pd_compiler.h" nogil:
-    uint64_t pd_rdtsc()
+from pd_compiler cimport pd_rdtsc
 
-cdef extern from "pd_atomic.h" nogil:
-    int pd_load_acquire_int(const int *p)
-    void pd_store_release_int(int *p, int v)
-    uint64_t pd_load_acquire_u64(const uint64_t *p)
-    void pd_store_release_u64(uint64_t *p, uint64_t v)
+from pd_atomic cimport (pd_load_acquire_int, pd_store_release_int, pd_load_acquire_u64,
+                        pd_store_release_u64)
 
 VRFS_NAMES = ("discards", "resolves", "receives", "ecmp", "l2_floods", "encaps", "l2_encaps",
               "udp_mpls_encaps", "gre_mpls_encaps", "vxlan_encaps", "udp_mpls_decaps",

@@ -21,10 +21,7 @@ from apps.vrouter.dp.arp cimport arp_from_vm, nd_from_vm
 from apps.vrouter.dp.nexthop cimport nh_output_l3
 from apps.vrouter.dp.bridge cimport bridge_forward
 
-cdef extern from "pd_compiler.h" nogil:
-    bint pd_likely(bint)
-    bint pd_unlikely(bint)
-    void pd_prefetch0(const void *p)
+from pd_compiler cimport pd_likely, pd_unlikely, pd_prefetch0
 
 
 cdef enum:

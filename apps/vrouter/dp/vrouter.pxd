@@ -339,14 +339,10 @@ cdef extern from *:
     vr_pollset *vr_load_ps "vr_load_ptr"(vr_pollset **pp) nogil
     void vr_store_ps "vr_store_ptr"(vr_pollset **pp, vr_pollset *v) nogil
 
-cdef extern from "pd_compiler.h" nogil:
-    void pd_pause()
+from pd_compiler cimport pd_pause
 
-cdef extern from "pd_atomic.h" nogil:
-    uint32_t pd_load_relaxed_u32(const uint32_t *p)
-    void pd_store_release_u32(uint32_t *p, uint32_t v)
-    bint pd_cas_weak_u32(uint32_t *p, uint32_t *expected, uint32_t desired)
-    void pd_fence_acquire()
+from pd_atomic cimport (pd_load_relaxed_u32, pd_store_release_u32, pd_cas_weak_u32,
+                        pd_fence_acquire)
 
 
 # ---- the spinlock (flow creation and aging, shared tx queues) ---------------------
