@@ -111,3 +111,22 @@ def test_one_lcore_per_stage(eal3, wire):
     with pytest.raises(UsageError) as e:
         pipe.workers([1, 2, 3])
     assert "4 stages" in e.value.problem and "(1-4)@1" in e.value.fix
+
+
+def test_close_releases_the_rings_and_a_closed_pipeline_cannot_run(eal3, wire):
+    from pypdk.errors import StateError
+    with Pipeline(rx=[(0, 0)], route={0: (1, 0)}, hooks=[None], ring_size=16,
+                  yield_after=wire.YIELD) as pipe:
+        rx = pipe.stages[0]
+        eal3.remote_launch(rx.lcore_function(), 1)
+        wire.inject(0, wire.frames(20))
+        wire.wait(lambda: rx.stats()["rx"] == 20)
+        rx.stop()
+        eal3.wait_lcore(1)
+        assert wire.pool.in_use_count == 15
+    assert wire.pool.in_use_count == 0 and pipe.drained == 15 and pipe.rings == []
+    assert pipe.close() == 0
+    with pytest.raises(StateError):
+        rx.lcore_function()
+    with pytest.raises(StateError):
+        pipe.workers([1, 2, 3])

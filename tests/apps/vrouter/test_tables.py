@@ -130,8 +130,22 @@ def test_aged_flow_positions_are_reused(pool):
 
 
 def test_worker_counters_have_the_runners_lcore_keys(vr):
-    from pypdk.stats import format_final, Sample
+    from pypdk.stats import LCORE_COUNTERS
+    from pypdk.worker import LcoreWorker
     wk = vr.dp.add_worker(1, 32, 64)
     st = wk.stats()
     assert {"polls", "empty_polls", "rx", "tx", "dropped", "idle_yields"} <= set(st)
     assert st["rx"] == st["tx"] == 0
+    assert isinstance(wk, LcoreWorker)
+    assert tuple(st)[:len(LCORE_COUNTERS)] == LCORE_COUNTERS     # pypdk's names, in pypdk's order
+    assert st["taken"] == st["rx"]
+
+
+@pytest.mark.parametrize("burst, yield_after", [(0, 0), (65, 0), (32, -1)])
+def test_worker_refuses_a_burst_it_cannot_run_instead_of_clamping_it(vr, burst, yield_after):
+    from pypdk.errors import UsageError
+    n = len(vr.dp.workers)
+    with pytest.raises(UsageError) as e:
+        vr.dp.add_worker(1, burst, yield_after)
+    assert ("burst" if burst != 32 else "yield_after") in e.value.problem
+    assert len(vr.dp.workers) == n
