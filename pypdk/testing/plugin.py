@@ -213,7 +213,8 @@ class _LeakCheck:
 def _wider_fixture_alive(item) -> bool:
     """True while a module-, class-, package- or session-scoped fixture of the
     tests (not of a plugin) is set up: what it made is not yet a leftover."""
-    for defs in item.session._fixturemanager._arg2fixturedefs.values():
+    registry = getattr(getattr(item.session, "_fixturemanager", None), "_arg2fixturedefs", {})
+    for defs in registry.values():
         for d in defs:
             if d.scope != "function" and d.baseid and getattr(d, "cached_result", None) is not None:
                 return True
