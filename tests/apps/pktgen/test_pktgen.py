@@ -199,6 +199,12 @@ def test_rx_on_another_port_and_tx_rx_on_two_lcores(tmp_path):
     assert app["rx_bytes"] == 3000 * 300
     assert doc["ports"]["1"]["opackets"] == 3000 and doc["ports"]["0"]["ipackets"] == 3000
     assert doc["lcores"]["1"]["tx"] == 3000 and doc["lcores"]["2"]["rx"] == 3000
+    # pypdk's lcore counters, in pypdk's order, then pktgen's own per side
+    from pypdk.stats import LCORE_COUNTERS
+    tx_lc, rx_lc = doc["lcores"]["1"], doc["lcores"]["2"]
+    assert list(tx_lc) == [*LCORE_COUNTERS, "tx_nombuf"] and list(rx_lc) == [*LCORE_COUNTERS, "rx_other"]
+    assert tx_lc["tx_dropped"] == app["tx_refused"] and rx_lc["rx_other"] == 0
+    assert tx_lc["polls"] >= tx_lc["empty_polls"] > 0         # paced: rounds with nothing due
 
 
 def test_nothing_back_is_all_lost(tmp_path):
