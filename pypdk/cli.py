@@ -43,7 +43,7 @@ EPILOG = ("App options go after `--` (pypdk-run APP_DIR -- --help lists them). "
 @click.option("--vdev", "vdevs", multiple=True, metavar="SPEC",
               help="a virtual device, repeatable; port ids 0,1,... in order "
                    "(net_null0, net_ring0, net_pcap0,rx_pcap=in.pcap, net_tap0,iface=tap0)")
-@click.option("-a", "--allow", multiple=True, metavar="BDF", help="a PCI device for vfio-pci (not in this build)")
+@click.option("-a", "--allow", multiple=True, metavar="BDF", help="a PCI device bound to vfio-pci (BDF[,key=value...]), repeatable; its port follows the --vdev ports")
 @click.option("--log-level", default="warning", show_default=True,
               help="debug, info, notice, warning, error or critical")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), metavar="SECONDS",
