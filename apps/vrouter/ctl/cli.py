@@ -44,6 +44,8 @@ import click
 
 from pypdk.errors import PypdkError, UsageError
 
+from apps.vrouter.dp.router import ENCAPS, NH_TYPES, RULE_ACTIONS, VIF_MODES, VIF_TYPES
+
 from . import show
 from .server import SOCKET_DIR, CtlClient, default_path
 
@@ -140,7 +142,7 @@ def cli(ctx, socket_path, name, as_json):
 @click.option("--get", type=int, metavar="ID", help="one vif")
 @click.option("--add", type=int, metavar="ID", help="add (or change) vif ID")
 @click.option("--delete", type=int, metavar="ID", help="delete vif ID")
-@click.option("--type", "vtype", type=click.Choice(["virtual", "fabric", "vhost", "agent"]), help="(--add)")
+@click.option("--type", "vtype", type=click.Choice(list(VIF_TYPES)), help="(--add)")
 @click.option("--port", metavar="SPEC", help="(--add) a --vdev spec, e.g. net_tap3,iface=tapvm3")
 @click.option("--vrf", type=int, help="(--add)")
 @click.option("--mac", help="(--add) the VM's MAC")
@@ -148,7 +150,7 @@ def cli(ctx, socket_path, name, as_json):
 @click.option("--ip6", help="(--add) the VM's IPv6 address")
 @click.option("--mtu", type=int, help="(--add)")
 @click.option("--policy/--no-policy", default=None, help="(--add) flows and policy on this vif")
-@click.option("--mode", type=click.Choice(["l3", "l2", "l2l3"]), help="(--add)")
+@click.option("--mode", type=click.Choice(list(VIF_MODES)), help="(--add)")
 @click.option("--queues", type=int, help="(--add) queues of the port")
 @pass_ctx
 def vif(c, list_, get, add, delete, vtype, port, vrf, mac, ip, ip6, mtu, policy, mode, queues):
@@ -174,10 +176,9 @@ def vif(c, list_, get, add, delete, vtype, port, vrf, mac, ip, ip6, mtu, policy,
 @click.option("--get", type=int, metavar="ID", help="one nexthop")
 @click.option("--add", type=int, metavar="ID", help="add (or change) nexthop ID")
 @click.option("--delete", type=int, metavar="ID", help="delete nexthop ID")
-@click.option("--type", "ntype", type=click.Choice(["encap", "tunnel", "ecmp", "composite", "discard",
-                                                    "receive", "resolve"]), help="(--add)")
+@click.option("--type", "ntype", type=click.Choice(list(NH_TYPES)), help="(--add)")
 @click.option("--vif", type=int, help="(--add encap) output vif")
-@click.option("--encap", type=click.Choice(["mplsoudp", "mplsogre", "vxlan"]), help="(--add tunnel)")
+@click.option("--encap", type=click.Choice(list(ENCAPS)), help="(--add tunnel)")
 @click.option("--dip", help="(--add tunnel) the remote vRouter's underlay IP")
 @click.option("--members", metavar="ID,ID", help="(--add ecmp|composite) member nexthops")
 @click.option("--dmac", help="(--add encap) the destination MAC")
@@ -304,7 +305,7 @@ def nbr(c, list_, add, delete):
 @click.option("--list", "list_", type=int, metavar="VIF", help="the rules of VIF")
 @click.option("--add", type=int, metavar="VIF", help="append a rule to VIF's policy")
 @click.option("--clear", type=int, metavar="VIF", help="remove every rule of VIF")
-@click.option("--action", type=click.Choice(["allow", "drop", "mirror"]), help="(--add)")
+@click.option("--action", type=click.Choice(list(RULE_ACTIONS)), help="(--add)")
 @click.option("--proto", help="(--add) tcp, udp, icmp, icmp6 or a number")
 @click.option("--src", help="(--add) source prefix")
 @click.option("--dst", help="(--add) destination prefix")
