@@ -25,9 +25,11 @@ Tasks run on worker lcores only: the main lcore runs the runner itself (a C
 loop there would block signal handling and the stats), so a task for the
 main lcore is a UsageError naming the worker lcores to use instead.
 
-`pypdk.worker.make_plan({lcore: worker, ...})` builds a Plan from the
-processing models in `pypdk.worker` (run-to-completion, pipeline stages,
-Python per-burst functions).
+`pypdk.worker.make_plan({lcore: worker, ...})` builds a Plan from
+`pypdk.worker.LcoreWorker`s: the processing models in `pypdk.worker`
+(run-to-completion, pipeline stages, Python per-burst functions) or an
+app's own worker on the same lcore loop skeleton (pktgen's, the vRouter's);
+every app in this tree builds its Plan that way.
 """
 from __future__ import annotations
 
@@ -43,8 +45,10 @@ class Plan:
         callable (slow path: runs holding the GIL on the worker thread).
         Worker lcores only (not the main lcore).
     stop: called on the main lcore to make every task return.
-    lcore_stats: returns {lcore id: {counter: value}} (loop counters: polls,
-        rx/tx packets, drops...), read at any time by the stats display.
+    lcore_stats: returns {lcore id: {counter: value}}, read at any time by
+        the stats display: the lcore loop's counters under the names of
+        `pypdk.stats.LCORE_COUNTERS` (polls, rx, tx, drops...), then the
+        worker's own.
     app_stats: returns a JSON-able dict added to --stats-json under "app".
     periodic: called on the main lcore every --stats-period with the seconds
         since its last call, and once more at exit with the whole run's
