@@ -192,6 +192,7 @@ def test_port_takes_the_interface_mac_and_mtu_and_restores_link_state(pool, wire
     assert "UP" not in info["flags"] and info["promiscuity"] == 0
     port.start()                                 # sockets come back after a stop
     assert port.link["admin_up"] is True
+    assert tuple(port.link) == pypdk.pmd.LINK_KEYS and port.info()["ifindex"] == port.ifindex
     port.close()
     assert "UP" not in nsh.link_info(a)["flags"]
     assert port.state == "closed"

@@ -133,3 +133,59 @@ def test_ring_full_refuses_the_rest_and_the_caller_keeps_it(pool):
 def test_ring_peer_must_exist(eal_no_huge):
     with pytest.raises(UsageError, match="not an open net_ring port"):
         pypdk.pmd.open("net_ring1,peer=net_ring7")
+
+
+# ---- the driver template: one shape for every driver -------------------------------
+
+def _virtual_ports(tmp_path):
+    return [pypdk.pmd.open("net_null0"), pypdk.pmd.open("net_ring0"),
+            pypdk.pmd.open(f"net_pcap0,tx_pcap={tmp_path / 'out.pcap'}")]
+
+
+def test_link_and_info_have_the_same_keys_for_every_driver(pool, tmp_path):
+    for port in _virtual_ports(tmp_path):
+        with port:
+            assert tuple(port.link) == pypdk.pmd.LINK_KEYS
+            info = port.info()
+            assert tuple(info)[:len(pypdk.pmd.INFO_KEYS)] == pypdk.pmd.INFO_KEYS
+            assert info["iface"] is None and info["ifindex"] is None and info["socket_id"] == -1
+            assert info["mac"] == pypdk.pmd.mac_str(port.mac) == f"02:70:64:6b:00:{port.port_id:02x}"
+    assert pypdk.pmd.ports() == []
+
+
+def test_mtu_and_promiscuous_change_through_the_setters_only(pool):
+    with pypdk.pmd.open("net_null0") as port:
+        port.mtu = 9000                    # the same call as set_mtu(9000)
+        assert port.mtu == 9000 and port.info()["mtu"] == 9000
+        with pytest.raises(UsageError, match="MTU 10 is out of range"):
+            port.mtu = 10
+        assert port.mtu == 9000
+        port.set_promiscuous(False)
+        assert port.promiscuous is False
+        port.promiscuous = True
+        assert port.info()["promiscuous"] is True
+        with pytest.raises(AttributeError):
+            port.mac = bytes(6)            # the MAC is the driver's
+    assert port.state == "closed"
+
+
+def test_a_probe_that_fails_leaves_no_port_and_frees_the_id(eal_no_huge):
+    with pytest.raises(UsageError, match="size 5 is out of range"):
+        pypdk.pmd.open("net_null3,size=5")
+    assert pypdk.pmd.ports() == []
+    with pypdk.pmd.open("net_null3") as port:
+        assert port.port_id == 0
+
+
+def test_queues_set_up_again_and_per_queue_xstats_of_the_driver(pool):
+    with pypdk.pmd.open("net_ring0,size=8") as port:
+        port.setup(pool, nb_rxq=2, nb_txq=2)
+        port.setup(pool, nb_rxq=2, nb_txq=2)          # the same queue memory, re-initialised
+        port.start()
+        pkts = pool.alloc_bulk(9)
+        assert port.tx_burst(1, pkts) == 7
+        for m in pkts[7:]:
+            m.free()
+        xs = port.xstats()
+        assert xs["tx_q1_ring_full"] == 2 and xs["tx_q0_ring_full"] == 0
+        assert "rx_q0_ring_full" not in xs

@@ -101,6 +101,7 @@ def test_port_creates_a_tap_the_kernel_sees_and_removes_it_at_close(pool, ifname
     port.start()
     assert "UP" in nsh.link_info(ifname)["flags"]
     assert port.link["admin_up"] is True
+    assert tuple(port.link) == pypdk.pmd.LINK_KEYS and port.info()["ifindex"] > 0
     port.stop()
     assert "UP" not in nsh.link_info(ifname)["flags"]      # as found at open
     port.close()
@@ -148,6 +149,8 @@ def test_mac_keys_and_mtu(pool, ifname):
     assert port.mtu == nsh.link_info(ifname)["mtu"] == 1500
     port.set_mtu(1400)
     assert nsh.link_info(ifname)["mtu"] == 1400 and port.mtu == 1400
+    port.mtu = 1300                                         # the setter reaches the kernel too
+    assert nsh.link_info(ifname)["mtu"] == 1300 and port.mtu == 1300
     port.close()
     port = pypdk.pmd.open(f"net_tap0,iface={ifname},mac=02:11:22:33:44:55")
     assert pypdk.pmd.mac_str(port.mac) == "02:11:22:33:44:55"
