@@ -11,6 +11,7 @@ and id, and the field:
 """
 from __future__ import annotations
 
+import inspect
 import tomllib
 
 from pypdk.errors import PypdkError, UsageError
@@ -19,21 +20,20 @@ from apps.vrouter import values
 from apps.vrouter.dp.router import LIMITS
 from apps.vrouter.vrouter import VRouter
 
-# table -> (allowed keys, required keys)
+
+def _fields(op):
+    """(allowed keys, required keys) of an entry: the operation's arguments."""
+    params = list(inspect.signature(op).parameters.values())[1:]        # after self
+    return {p.name for p in params}, {p.name for p in params if p.default is p.empty}
+
+
+# table -> (allowed keys, required keys); an array table's are those of its
+# VRouter operation (`[[vif]]` -> `vif_add`), so the file and the API agree.
 SCHEMA = {
     "vrouter": ({"mac", "underlay_ip", "icmp_src", "flow_max", "flow_timeout", "mpls_max", "burst"},
                 {"mac", "underlay_ip"}),
-    "vif": ({"id", "type", "port", "vrf", "mac", "ip", "ip6", "mtu", "policy", "mode", "queues"},
-            {"id", "type"}),
-    "nh": ({"id", "type", "vif", "encap", "dip", "members", "dmac", "vnis"}, {"id", "type"}),
-    "route": ({"vrf", "prefix", "nh", "label"}, {"vrf", "prefix", "nh"}),
-    "bridge": ({"vrf", "mac", "nh", "vni"}, {"vrf", "mac", "nh"}),
-    "mpls": ({"label", "nh"}, {"label", "nh"}),
-    "vxlan": ({"vni", "vrf"}, {"vni", "vrf"}),
-    "neighbor": ({"ip", "mac"}, {"ip", "mac"}),
-    "policy": ({"vif", "action", "proto", "src", "dst", "src_port", "dst_port", "mirror_vif"},
-               {"vif", "action"}),
-    "fip": ({"vif", "public"}, {"vif", "public"}),
+    **{t: _fields(getattr(VRouter, f"{t}_add"))
+       for t in ("vif", "nh", "route", "bridge", "mpls", "vxlan", "neighbor", "policy", "fip")},
 }
 ORDER = ["vif", "nh", "neighbor", "route", "bridge", "mpls", "vxlan", "policy", "fip"]
 # table -> the fields that name an entry: a second entry with the same values
