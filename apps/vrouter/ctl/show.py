@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from apps.vrouter.dp.router import VIFQ_NAMES
+
 # What TF's `vif` tool calls each vif type (the types are dp.router.VIF_TYPES).
 VIF_TYPE_LABELS = {"fabric": "Physical", "vhost": "Host", "virtual": "Virtual", "agent": "Agent"}
-COUNTERS = ("rx_packets", "rx_bytes", "rx_errors", "rx_drops",
-            "tx_packets", "tx_bytes", "tx_errors", "tx_drops")
+COUNTERS = VIFQ_NAMES       # a vif's (and each of its queues') counters
 
 
 def _g(d: dict, *keys, default: Any = "-"):
