@@ -335,11 +335,20 @@ def numa_nodes(cpus_per_node: Sequence[str], mem_mb_per_node: int) -> list[str]:
     return args
 
 
+SO_RCVBUFFORCE = 33          # <asm-generic/socket.h>; Python does not name it
+
+
 class UdpWire:
     """The host end of a `udp_net` NIC: send frames into it, receive what it sends."""
 
     def __init__(self, local_port: int = 0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # Room for a few thousand frames that arrive while the test is still sending
+        # (the default buffer holds about 200 small datagrams).
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        except PermissionError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
         self.sock.bind(("127.0.0.1", local_port))
         self.port = self.sock.getsockname()[1]
         self.qemu_port: int | None = None
