@@ -8,8 +8,8 @@ so a new object counts only when this process made it:
 - a network namespace or a tap made through `pypdk.testing.netns` (which
   records what it made) or, for a tap, one whose /dev/net/tun file this
   process still holds (a tap port that was not closed);
-- an XDP program attached to an interface this process made or to one that
-  existed before (a program on another process's new interface is its own);
+- an XDP program attached to an interface this process made, or one whose
+  program or link this process still holds (a port that was not closed);
 - a file in a hugetlbfs mount that no process has open or mapped.
 
 `clean(left)` removes the namespaces, taps and XDP programs of a leftovers
@@ -96,6 +96,22 @@ def _taps_held_here() -> set[str]:
     return out
 
 
+def _bpf_held_here() -> set[int]:
+    """Ids of the BPF programs this process holds a program or link fd of."""
+    out = set()
+    for fd in _listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("anon_inode:bpf"):
+                continue
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        out.add(int(line.split()[1]))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def _in_use(paths: set[str]) -> set[str]:
     """The paths among `paths` some process has open or mapped."""
     used = set()
@@ -133,10 +149,13 @@ def leftovers(before: Snapshot, after: Snapshot) -> dict[str, list[str]]:
         taps = sorted(t for t in new_taps if t in ours)
         if taps:
             left["tap"] = taps
-    xdp = sorted(f"{ifname} (prog id {pid})" for ifname, pid in after.xdp - before.xdp
-                 if ifname in made_links or ifname in before.links)
-    if xdp:
-        left["XDP program"] = xdp
+    new_xdp = after.xdp - before.xdp
+    if new_xdp:
+        held = _bpf_held_here()
+        xdp = sorted(f"{ifname} (prog id {pid})" for ifname, pid in new_xdp
+                     if ifname in made_links or pid in held)
+        if xdp:
+            left["XDP program"] = xdp
     files = after.hugefiles - before.hugefiles
     if files:
         files = files - _in_use(set(files))

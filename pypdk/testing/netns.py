@@ -242,24 +242,24 @@ def tap_device(name: str | None = None, *, multi_queue: bool = False) -> Iterato
 
 @dataclass(frozen=True)
 class VethPeer:
-    """A veth pair with our end here and the peer end in its own namespace."""
+    """A veth pair with end `a` here and end `b` in its own namespace `ns`."""
     ns: str
-    ours: str
-    peer: str
-    ours_mac: str
-    peer_mac: str
-    ours_ip: str            # not configured on `ours` (a port takes it over)
-    peer_ip: str            # configured on `peer`, /24
+    a: str                  # our end: this namespace, no address
+    b: str                  # the kernel's end, in ns, with ip_b
+    a_mac: str
+    b_mac: str
+    ip_a: str               # not configured on `a` (a port takes it over)
+    ip_b: str               # configured on `b`, /24
     queues: int = 1
 
 
 @contextlib.contextmanager
 def veth_peer(*, queues: int = 1, up: bool = True) -> Iterator[VethPeer]:
-    """A fresh namespace with the peer end of a veth pair in it (10.x.y.2/24, a
-    permanent neighbour entry for 10.x.y.1 at our end's MAC), our end here
-    (up unless up=False, no address); IPv6 off on both. Deleted after."""
+    """A fresh namespace with end b of a veth pair in it (10.x.y.2/24, a
+    permanent neighbour entry for 10.x.y.1 at a's MAC), end a here (up unless
+    up=False, no address); IPv6 off on both. Deleted after."""
     k = next(_seq)
-    ours_ip, peer_ip = f"10.{200 + k % 50}.{k % 250}.1", f"10.{200 + k % 50}.{k % 250}.2"
+    ip_a, ip_b = f"10.{200 + k % 50}.{k % 250}.1", f"10.{200 + k % 50}.{k % 250}.2"
     with netns() as ns:
         a, b = add_veth(queues=queues, ns_b=ns)
         try:
@@ -267,10 +267,10 @@ def veth_peer(*, queues: int = 1, up: bool = True) -> Iterator[VethPeer]:
             disable_ipv6(b, ns)
             if up:
                 set_link(a, None, "up")
-            add_addr(b, f"{peer_ip}/24", ns)
+            add_addr(b, f"{ip_b}/24", ns)
             a_mac, b_mac = link_mac(a), link_mac(b, ns)
-            add_neigh(b, ours_ip, a_mac, ns)
-            yield VethPeer(ns, a, b, a_mac, b_mac, ours_ip, peer_ip, queues)
+            add_neigh(b, ip_a, a_mac, ns)
+            yield VethPeer(ns, a, b, a_mac, b_mac, ip_a, ip_b, queues)
         finally:
             del_link(a)
 

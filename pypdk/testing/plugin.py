@@ -12,8 +12,8 @@ in its top conftest.py. Fixtures (function scope):
     netns          a fresh network namespace (lo up, IPv6 off): its name
     netns_factory  netns_factory(ipv6=False): as many namespaces as needed
     veth_pair      (a, b): a veth pair here, both ends down
-    veth_peer      a netns.VethPeer: our end here (up, IPv6 off), the peer
-                   end in a fresh namespace with an address
+    veth_peer      a netns.VethPeer: end a here (up, IPv6 off), end b in a
+                   fresh namespace with an address
     make_veth_peer make_veth_peer(queues=1): more of them
     tap_device     a persistent tap (`ip tuntap add`) for attach tests
 
@@ -159,7 +159,7 @@ def make_veth_peer():
 
 @pytest.fixture
 def veth_peer(make_veth_peer):
-    """Our end of a veth pair here (up), its peer in a fresh namespace with an address."""
+    """A netns.VethPeer: end a of a veth pair here (up), end b in a fresh namespace with an address."""
     return make_veth_peer()
 
 

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
 
 import pytest
 
@@ -37,16 +36,7 @@ _seq = iter(range(1, 1 << 30))
 
 # ---- helpers -------------------------------------------------------------------
 
-@dataclass
-class Peer:
-    ns: str
-    a: str          # our end (this namespace, no address)
-    b: str          # the kernel's end, in ns, with ip_b
-    a_mac: str
-    b_mac: str
-    ip_a: str
-    ip_b: str
-    queues: int
+Peer = N.VethPeer       # ns; a: our end; b: the kernel's, in ns, with ip_b; their MACs; queues
 
 
 def xdp_state(ifname: str) -> dict | None:
@@ -120,41 +110,19 @@ class Capture:
 # ---- fixtures --------------------------------------------------------------------
 
 @pytest.fixture
-def make_peer():
+def make_peer(make_veth_peer):
     """make_peer(queues=1) -> Peer: veth a (here, up, no address) <-> b (in a new
     namespace, 10.x.y.2/24, a permanent neighbour entry for 10.x.y.1 at a's MAC).
-    Teardown checks that a has no XDP program left, then deletes everything."""
+    Teardown checks that a has no XDP program left; make_veth_peer deletes everything."""
     made = []
 
     def make(queues=1):
-        k = next(_seq)
-        ns = N.add_netns()
-        made.append((ns, None))
-        a, b = N.add_veth(queues=queues, ns_b=ns)
-        made[-1] = (ns, a)
-        N.disable_ipv6(a)
-        N.disable_ipv6(b, ns)
-        N.set_link(a, None, "up")
-        ip_a, ip_b = f"10.{200 + k % 50}.{k % 250}.1", f"10.{200 + k % 50}.{k % 250}.2"
-        N.add_addr(b, ip_b + "/24", ns)
-        a_mac, b_mac = N.link_mac(a), N.link_mac(b, ns)
-        N.add_neigh(b, ip_a, a_mac, ns)
-        return Peer(ns, a, b, a_mac, b_mac, ip_a, ip_b, queues)
+        made.append(make_veth_peer(queues=queues))
+        return made[-1]
 
-    try:
-        yield make
-    finally:
-        errors = []
-        for ns, a in made:
-            if a is not None:
-                try:
-                    assert_no_xdp(a)
-                except AssertionError as e:
-                    errors.append(e)
-                N.del_link(a)
-            N.del_netns(ns)
-        if errors:
-            raise errors[0]
+    yield make
+    for p in made:
+        assert_no_xdp(p.a)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def test_pool(pool, eal_no_huge):
 def test_tree(netns, veth_pair, tap_device, veth_peer):
     assert netns in nn.list_netns() and veth_peer.ns in nn.list_netns()
     assert nn.link_exists(veth_pair[0]) and nn.link_exists(tap_device)
-    assert nn.link_exists(veth_peer.peer, veth_peer.ns)
+    assert nn.link_exists(veth_peer.a) and nn.link_exists(veth_peer.b, veth_peer.ns)
 """)
     r.assert_outcomes(passed=2)
     assert nn.made() == before
