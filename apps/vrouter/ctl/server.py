@@ -53,8 +53,9 @@ SOCKET_DIR = "/run/pypdk"
 MAX_LINE = 1 << 20          # bytes in one request; a longer line closes the connection
 PROTOCOL = 1
 
-# The VRouter methods a client may call (TF's object words: vif, nh, rt...).
-# Read-only ones are marked so tools can tell them apart.
+# The VRouter operations (apps/vrouter/vrouter.py) a client may call (TF's
+# object words: vif, nh, rt...). Read-only ones are marked so tools can tell
+# them apart.
 OPS: dict[str, str] = {
     "vif_add": "w", "vif_del": "w", "vif_list": "r", "vif_get": "r",
     "nh_add": "w", "nh_del": "w", "nh_list": "r", "nh_get": "r",
@@ -65,9 +66,8 @@ OPS: dict[str, str] = {
     "bridge_dump": "r",
     "neighbor_add": "w", "neighbor_del": "w", "neighbor_list": "r",
     "policy_add": "w", "policy_clear": "w", "policy_list": "r",
-    "fip_add": "w", "fip_del": "w", "fip_list": "r",
+    "fip_add": "w", "fip_del": "w",
     "flow_list": "r", "dropstats": "r", "vrfstats": "r",
-    "info": "r",
 }
 
 
