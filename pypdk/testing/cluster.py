@@ -36,7 +36,8 @@ VTEP), VNI 5000 <-> VRF 1.
 (apps/vrouter/config.py's schema) to the work directory; `vrouter_argv()` is
 the command line for a node; `attach()` finishes a node once its vRouter
 runs; `teardown()` removes every namespace (their interfaces go with them)
-and file it made. Nothing here needs the vRouter's Python code.
+and file it made. The vRouters run as `pypdk-run apps/vrouter` processes from the
+source tree; only `Cluster.ctl()` imports the vRouter's code (its control client).
 """
 from __future__ import annotations
 
