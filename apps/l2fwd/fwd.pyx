@@ -16,8 +16,9 @@ from libc.stdint cimport uint16_t, int32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from pypdk.mempool.mbuf cimport pd_mbuf
-from pypdk.worker.lcore_loop cimport (BurstHook, burst_hook_new, pd_hop, pd_unlikely,
-                                      PD_MAX_ETHPORTS)
+from pd_compiler cimport pd_unlikely
+from pd_config cimport PD_MAX_ETHPORTS
+from pypdk.worker.lcore_loop cimport BurstHook, burst_hook_new, pd_hop
 from pypdk.worker.rtc cimport RtcWorker, pd_rtc_conf, rtc_round, rtc_loop
 
 from pd_compiler cimport pd_prefetch0
@@ -48,7 +49,7 @@ cdef inline uint16_t l2fwd_rewrite(void *ctx, pd_hop *hop, pd_mbuf **pkts,
     return keep
 
 
-cdef int32_t l2fwd_round(void *arg) noexcept nogil:
+cdef inline int32_t l2fwd_round(void *arg) noexcept nogil:
     cdef pd_rtc_conf *c = <pd_rtc_conf *>arg
     return rtc_round(c, l2fwd_rewrite, c.hook_ctx)
 

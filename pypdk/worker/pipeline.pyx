@@ -33,9 +33,10 @@ from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_free, pktmbuf_free_bulk
 from pypdk.ring.ring cimport (Ring, ring_sp_enqueue_burst, ring_sc_dequeue_burst,
                               ring_mc_dequeue_burst)
 from pypdk.pmd.ethdev cimport eth_port_fp, fp_tx_burst
+from pd_compiler cimport pd_likely, pd_unlikely
+from pd_config cimport PD_MAX_BURST, PD_BURST
 from pypdk.worker.lcore_loop cimport (BurstHook, lcore_loop, lcore_rx, hook_result, conf_alloc,
-                                      PD_PORT_NONE, PD_MAX_BURST, PD_BURST, pd_likely,
-                                      pd_unlikely)
+                                      PD_PORT_NONE)
 
 from pypdk.errors import UsageError, StateError
 from pypdk.worker.lcore_loop import _port_of, check_queue, check_burst, check_yield_after

@@ -23,8 +23,9 @@ import logging
 from pypdk.mempool.mbuf cimport pd_mbuf, Mbuf, pktmbuf_free_bulk
 from pypdk.pmd.ethdev cimport fp_tx_burst
 from pypdk.worker.lcore_loop cimport (pd_lcore, pd_hop, LcoreWorker, lcore_loop, lcore_rx,
-                                      conf_alloc, fill_hops, hops_stats, PD_LCORE_MAX_HOPS,
-                                      PD_MAX_BURST, PD_BURST, pd_unlikely)
+                                      conf_alloc, fill_hops, hops_stats, PD_LCORE_MAX_HOPS)
+from pd_compiler cimport pd_unlikely
+from pd_config cimport PD_MAX_BURST, PD_BURST
 
 from pypdk.errors import UsageError
 from pypdk.worker.lcore_loop import check_burst, check_yield_after

@@ -28,15 +28,16 @@ from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free
 from libc.string cimport memcpy
 
-from pypdk.worker.lcore_loop cimport (burst_hook_new, conf_alloc, fill_hops, hops_stats,
-                                      pd_unlikely, PD_BURST)
+from pd_compiler cimport pd_unlikely
+from pd_config cimport PD_BURST
+from pypdk.worker.lcore_loop cimport burst_hook_new, conf_alloc, fill_hops, hops_stats
 
 from pypdk.worker.lcore_loop import (LCORE_STAT_NAMES, HOP_STAT_NAMES, MAX_HOPS, MAX_BURST,
                                      DEFAULT_BURST, check_burst, check_yield_after, check_queue,
                                      _port_of)
 
 
-cdef int32_t _rtc_round(void *arg) noexcept nogil:
+cdef inline int32_t _rtc_round(void *arg) noexcept nogil:
     cdef pd_rtc_conf *c = <pd_rtc_conf *>arg
     return rtc_round(c, c.hook, c.hook_ctx)
 
