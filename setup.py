@@ -17,11 +17,12 @@ from setuptools.extension import Extension
 
 ROOT = Path(__file__).resolve().parent
 INCLUDE = str(ROOT / "pypdk" / "include")
-# The apps, benchmark kernels and Cython test kernels are built in place (an
-# editable install or build_ext --inplace), where pypdk-run and pytest find
-# them; a wheel ships the pypdk package alone.
+# pypdk and the apps (the `apps` package of the distribution: pypdk-vrouter is
+# apps.vrouter.ctl.cli) are built for every install; the benchmark and Cython
+# test kernels only in place (an editable install or build_ext --inplace), where
+# pytest finds them.
 _IN_PLACE = any(a in sys.argv for a in ("build_ext", "editable_wheel", "develop", "--inplace"))
-SOURCE_TREES = ["pypdk", "apps", "benchmarks", "tests/cy"] if _IN_PLACE else ["pypdk"]
+SOURCE_TREES = ["pypdk", "apps"] + (["benchmarks", "tests/cy"] if _IN_PLACE else [])
 
 
 def _module_name(pyx: Path) -> str:

@@ -28,9 +28,10 @@ Which vRouter: `--socket PATH`, else `--name NAME`
 (/run/pypdk/vrouter-NAME.sock), else $PYPDK_VROUTER_SOCKET, else the only
 socket in /run/pypdk.
 
-Run it as `python -m apps.vrouter.ctl.cli` from the source tree, or through
-`scripts/pypdk-vrouter` from anywhere (the apps are not part of the
-installed pypdk package, so there is no console script for them).
+An install (`pip install -e .`) puts it on the PATH as the `pypdk-vrouter`
+console script (`main` below); without one, run it as
+`python -m apps.vrouter.ctl.cli` from the source tree, or through
+`scripts/pypdk-vrouter` from anywhere.
 """
 from __future__ import annotations
 
@@ -408,7 +409,7 @@ def fail(line: str) -> int:
 
 
 def main(argv=None) -> None:
-    """Entry point (python -m apps.vrouter.ctl.cli, scripts/pypdk-vrouter)."""
+    """Entry point (the pypdk-vrouter console script, python -m apps.vrouter.ctl.cli, scripts/pypdk-vrouter)."""
     try:
         rc = cli.main(args=argv, prog_name="pypdk-vrouter", standalone_mode=False)
     except PypdkError as e:
