@@ -190,7 +190,7 @@ class _Signals:
 def _check_tasks(plan, eal, app_dir):
     from pypdk.eal import format_cpus
     if not isinstance(getattr(plan, "tasks", None), dict):
-        raise UsageError(f"{app_dir}/app.py setup() did not return a Plan", "return pypdk.app.Plan(...)")
+        raise UsageError(f"{app_dir}/app.py setup() did not return a Plan", "return pypdk.worker.make_plan({lcore: worker, ...}) (or a pypdk.app.Plan)")
     workers = format_cpus(eal.worker_lcores) or "none"
     for lc in plan.tasks:
         if lc == eal.main_lcore:
