@@ -33,7 +33,7 @@ cdef extern from *:
     uint64_t __builtin_bswap64(uint64_t) nogil
 
 
-# What index_*() return; _Index.load turns them into UsageError text.
+# What index_*() return; PcapIndex.load turns them into UsageError text.
 cdef enum:
     E_OK = 0
     E_NOMEM
@@ -276,6 +276,26 @@ cdef class PcapIndex:
     def __dealloc__(self):
         free(self.buf)
         free(self.ix.recs)
+
+    def __len__(self):
+        return self.ix.nb
+
+    @property
+    def truncated(self):
+        """The file ends in the middle of a record (read up to the last whole one)."""
+        return bool(self.ix.truncated)
+
+    @property
+    def skipped_empty(self):
+        """Zero-length records left out."""
+        return self.ix.skipped_empty
+
+    def packet(self, uint64_t i):
+        """Record i: (capture time in ns since the epoch, the captured bytes)."""
+        if i >= self.ix.nb:
+            raise IndexError(f"record {i} of {self.ix.nb}")
+        cdef pcap_rec *r = &self.ix.recs[i]
+        return r.ts_ns, self.buf[r.off:r.off + r.len]
 
     def load(self, str path, str key="rx_pcap"):
         """Read and index the file; UsageError/ResourceError naming `key`=path."""

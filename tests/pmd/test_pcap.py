@@ -137,6 +137,24 @@ def test_replays_every_byte_of_a_file(pool, tmp_path, kind):
     assert pool.in_use_count == 0
 
 
+@pytest.mark.parametrize("kind", ["pcap-ns", "pcapng-be"])
+def test_pcapfile_index_reads_a_file_without_a_port(tmp_path, kind):
+    from pypdk.pmd.pcapfile import PcapIndex
+    pkts = frames(10)
+    path = tmp_path / f"in.{kind}"
+    write_file(kind, path, pkts)
+    ix = PcapIndex()
+    ix.load(str(path), "in")
+    assert ix.fmt == ("pcap-ns" if kind == "pcap-ns" else "pcapng") and len(ix) == len(pkts)
+    want_ts = [int(Decimal(str(p.time)) * 10**9) for p in rdpcap(str(path))]
+    assert [ix.packet(i) for i in range(len(ix))] == list(zip(want_ts, map(bytes, pkts)))
+    assert not ix.truncated and ix.skipped_empty == 0
+    with pytest.raises(IndexError):
+        ix.packet(len(ix))
+    with pytest.raises(UsageError, match="^in=.*: no such file"):
+        PcapIndex().load(str(tmp_path / "nothing"), "in")
+
+
 def test_reads_what_tcpdump_captured(pool, tmp_path, netns_factory):
     path = tmp_path / "tcpdump.pcap"
     ns1, ns2 = netns_factory(), netns_factory()
