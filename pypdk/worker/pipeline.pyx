@@ -24,7 +24,9 @@ A packet whose m.port has no route is freed and counted as `no_route`.
 or, as a context manager, `with Pipeline(...) as pipe:` closes it on the way out
 (after the lcores returned).
 
-Every loop is `noexcept nogil`, bursts on the stack, no allocation.
+Each stage is the lcore loop skeleton (lcore_loop.pxd: quit flag, idle
+policy, counters) over its own round (`_rx_round`, `_work_round`,
+`_tx_round`): `noexcept nogil`, bursts on the stack, no allocation.
 """
 from libc.stdint cimport uint16_t, uint32_t, int32_t, uint64_t
 from libc.stdlib cimport free
