@@ -170,9 +170,11 @@ def test_every_worker_is_an_lcore_worker_with_one_set_of_counters(eal3, wire):
     from pypdk.worker import LcoreWorker, LCORE_STAT_NAMES, PyBurstWorker, Pipeline
     rtc = RtcWorker([(0, 0, 1, 0)])
     py = PyBurstWorker([(1, 0, 0, 0)], lambda b: b)
+    pipe = Pipeline(rx=[(0, 0)], route={0: (1, 0)}, hooks=[None])
     assert LCORE_STAT_NAMES == stats.LCORE_COUNTERS
-    for w in (rtc, py):
+    for w in (rtc, py, *pipe.stages):
         assert isinstance(w, LcoreWorker)
         assert tuple(w.stats())[:len(LCORE_STAT_NAMES)] == LCORE_STAT_NAMES
     with pytest.raises(TypeError):
         LcoreWorker()
+    pipe.close()
