@@ -61,7 +61,7 @@ def setup(eal, ports, opts):
     try:
         vr = config.load(opts.config_path, pool, ports)
     except BaseException:
-        pool.free()
+        pool.close()
         raise
     try:
         hz = tsc_hz()       # ticks of the flow clock (the TSC) per second
@@ -70,20 +70,20 @@ def setup(eal, ports, opts):
         assignment = vr.dp.rebalance()
     except BaseException:
         vr.close()
-        pool.free()
+        pool.close()
         raise
 
     try:
         control = _start_control(vr, opts)
     except BaseException:
         vr.close()
-        pool.free()
+        pool.close()
         raise
 
     def close():
         control.close()
         vr.close()
-        pool.free()
+        pool.close()
 
     # Each forwarding lcore is a pypdk.worker LcoreWorker (dp/router.pyx Worker).
     return make_plan(wk, close=close, app_stats=lambda: _locked(control, vr.stats_json),

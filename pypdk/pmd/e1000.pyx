@@ -441,7 +441,7 @@ cdef class Port(EthDev):
             name = f"em{self.port_id}_tx{q}"
         for z in list(self.zones):
             if z.name == name:
-                z.free()
+                z.close()
                 self.zones.remove(z)
 
     def _dev_close(self):
@@ -460,7 +460,7 @@ cdef class Port(EthDev):
 
     def _release_bus(self):
         for z in self.zones:
-            z.free()
+            z.close()
         self.zones = []
         if self.regs is not None:
             self.regs.close()
