@@ -728,11 +728,11 @@ cdef class Port(EthDev):
         if mid:
             self.events["closed_mid_message"] += 1
         if self.conn is not None:
+            c, self.conn = self.conn, None      # down before the peer can see the close
             try:
-                self.conn.close()
+                c.close()
             except OSError:
                 pass
-            self.conn = None
             self.events["disconnects"] += 1
         self._reset_reader()
         self._reset_device()
