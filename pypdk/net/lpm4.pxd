@@ -46,7 +46,7 @@ cdef int lpm4_delete(pd_lpm4 *lpm, uint32_t ip, uint8_t depth) noexcept nogil
 cdef void lpm4_delete_all(pd_lpm4 *lpm) noexcept nogil
 # The rule's next hop in *nh: 0, or -ENOENT.
 cdef int lpm4_rule_find(const pd_lpm4 *lpm, uint32_t ip, uint8_t depth, uint32_t *nh) noexcept nogil
-# Recycle the pending groups (see the concurrency notes); returns how many.
+# Recycle the pending groups (the Concurrency part of lpm_tbl8.pxd); returns how many.
 cdef uint32_t lpm4_reclaim(pd_lpm4 *lpm) noexcept nogil
 # Add a route; when the rule set or the groups are full, add it to a bigger
 # copy instead (lpm_grow_add): 0 with *grown NULL (added to lpm) or the new

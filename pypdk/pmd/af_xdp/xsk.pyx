@@ -859,7 +859,7 @@ cdef class Port(EthDev):
                     xsk_tx_reap(txq)
                 if txq.inflight:
                     time.sleep(0.001)
-        # If the pool's memory is already gone (EAL cleaned up before the
+        # If the pool's memory is already gone (the EAL closed before the
         # port was closed), there is no mbuf to give back: only close.
         give_back = self.umem_mz is not None and not self.umem_mz.freed
         for i in range(self.nsock):
