@@ -21,6 +21,7 @@
 # Port(EthDev)`. `pypdk.pmd.open()` resolves the keys and calls
 # `Port(name, devargs)`. What the driver provides, in the order it is used:
 #
+#   DRIVER = DRIVER       (class attribute) the driver's name, `port.driver`.
 #   __cinit__(self)       C fields only (NULL, -1) and the burst functions:
 #                         `self.drv_rx = my_rx; self.drv_tx = my_tx`. No I/O.
 #   _dev_probe(args)      check the keys, find and open the device, set what
@@ -41,7 +42,8 @@
 #                         when the queue is set up again, the driver re-inits
 #                         what it must). That pointer lives only in the
 #                         port's pd_eth_fp slot: the driver reads it back
-#                         with `self.fp.rxq[q]` / `self.fp.txq[q]` and keeps
+#                         with `self.fp.rxq[q]` / `self.fp.txq[q]` (a cdef
+#                         inline `rxq(q)` that casts it reads best) and keeps
 #                         no list or array of its own.
 #   _dev_start()          sockets, rings, the device up; on failure undo it
 #                         all and raise. The base then installs drv_rx/drv_tx.
