@@ -21,14 +21,7 @@ from pd_atomic cimport (pd_load_relaxed_u64, pd_store_relaxed_u64, pd_load_acqui
                         pd_load_relaxed_int, pd_store_release_int)
 
 from pd_compiler cimport pd_pause
-
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk, timespec *ts)
-    enum: CLOCK_MONOTONIC
+from pypdk.eal.timer cimport now_ns
 
 cdef enum:
     MAXP = 4
@@ -51,10 +44,8 @@ cdef struct SpinArg:
     uint64_t seen[MAXP]   # how far each other counter advanced while `me` spun
 
 
-cdef double _now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
+cdef inline double _now() noexcept nogil:
+    return now_ns() * 1e-9
 
 
 cdef int spin_participant(void *p) noexcept nogil:
