@@ -6,10 +6,11 @@ write the tail registers with pd_mmio.h directly. A test's fake device
 subclasses Mmio in Python and overrides read32/write32 to model the
 registers' side effects (self-clearing reset bits, read-to-clear counters).
 """
-from libc.stdint cimport uint8_t, uint32_t, uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_SIMPLE
 
-from pd_mmio cimport pd_mmio_read32, pd_mmio_write32
+from pd_mmio cimport (pd_mmio_read32, pd_mmio_write32, pd_mmio_read16, pd_mmio_write16,
+                      pd_mmio_read8, pd_mmio_write8)
 
 from pypdk.errors import UsageError
 
@@ -23,19 +24,35 @@ cdef class Mmio:
         PyBuffer_Release(&view)
         self.keep = buffer
 
-    cdef int _check(self, uint32_t off) except -1:
-        if off & 3 or <size_t>off + 4 > self.size:
+    cdef int _check(self, uint32_t off, uint32_t width) except -1:
+        if off & (width - 1) or <size_t>off + width > self.size:
             raise UsageError(f"register offset {off:#x} is outside the {self.size:#x}-byte window "
-                             "or not 4-byte aligned", "check the register table")
+                             f"or not {width}-byte aligned", "check the register table")
         return 0
 
     cpdef uint32_t read32(self, uint32_t off) except? 0xffffffff:
-        self._check(off)
+        self._check(off, 4)
         return pd_mmio_read32(self.base, off)
 
     cpdef write32(self, uint32_t off, uint32_t value):
-        self._check(off)
+        self._check(off, 4)
         pd_mmio_write32(self.base, off, value)
+
+    cpdef uint16_t read16(self, uint32_t off) except? 0xffff:
+        self._check(off, 2)
+        return pd_mmio_read16(self.base, off)
+
+    cpdef write16(self, uint32_t off, uint16_t value):
+        self._check(off, 2)
+        pd_mmio_write16(self.base, off, value)
+
+    cpdef uint8_t read8(self, uint32_t off) except? 0xff:
+        self._check(off, 1)
+        return pd_mmio_read8(self.base, off)
+
+    cpdef write8(self, uint32_t off, uint8_t value):
+        self._check(off, 1)
+        pd_mmio_write8(self.base, off, value)
 
     @property
     def addr(self):
