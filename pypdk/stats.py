@@ -119,7 +119,7 @@ class Sample:
 
 def take(ports, plan=None, xstats=False) -> Sample:
     """Sample the ports' counters and the plan's lcore/port counters now."""
-    from pypdk.pmd.ethdev import mac_str
+    from pypdk.net.addr import mac_str
     s = Sample(time.monotonic())
     for p in ports:
         if p.state == "closed":

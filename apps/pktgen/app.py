@@ -19,6 +19,9 @@ import struct
 import click
 
 from pypdk.errors import UsageError
+from pypdk.net.addr import parse_mac
+from pypdk.net.proto import (ETHER_HDR_LEN, ETHER_MIN_LEN, ETHER_TYPE_IPV4, ETHER_TYPE_IPV6, IPPROTO_TCP,
+                             IPPROTO_UDP, IPV4_HDR_LEN, IPV6_HDR_LEN, TCP_HDR_LEN, UDP_HDR_LEN)
 from pypdk.mempool import PktMbufPool
 from pypdk.worker import make_plan
 
@@ -28,13 +31,12 @@ NB_RXD = 1024
 NB_TXD = 1024
 POOL_MIN = 8192
 POOL_CACHE = 256
-ETH_HLEN = 14
-MIN_FRAME = 60                  # Ethernet minimum without the FCS
+MIN_FRAME = ETHER_MIN_LEN       # Ethernet minimum without the FCS
 MAX_FRAME = 9600
 DEFAULTS = {4: ("198.18.0.1", "198.19.0.1"),        # RFC 2544 benchmarking range
             6: ("2001:2::1", "2001:2::2")}          # RFC 5180 benchmarking range
-PROTO = {"udp": 17, "tcp": 6}
-L4_HLEN = {"udp": 8, "tcp": 20}
+PROTO = {"udp": IPPROTO_UDP, "tcp": IPPROTO_TCP}
+L4_HLEN = {"udp": UDP_HDR_LEN, "tcp": TCP_HDR_LEN}
 
 
 # ---- option parsing ----------------------------------------------------------------
@@ -54,17 +56,6 @@ def parse_rate(text) -> float:
     if v < 0 or v != v:
         raise UsageError(f"--rate {text!r} is negative", "give 0 (as fast as possible) or more")
     return v
-
-
-def parse_mac(text, what) -> bytes:
-    parts = str(text).split(":")
-    try:
-        if len(parts) != 6 or any(len(p) != 2 for p in parts):
-            raise ValueError
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise UsageError(f"{what} {text!r} is not a MAC address",
-                         "write it as xx:xx:xx:xx:xx:xx") from None
 
 
 def parse_ip(text, family, what):
@@ -137,7 +128,7 @@ def options():
 
 def header_len(ipv6: bool, proto: str) -> int:
     """Bytes before the stamp: Ethernet + IP + L4 headers."""
-    return ETH_HLEN + (40 if ipv6 else 20) + L4_HLEN[proto]
+    return ETHER_HDR_LEN + (IPV6_HDR_LEN if ipv6 else IPV4_HDR_LEN) + L4_HLEN[proto]
 
 
 def min_size(ipv6: bool, proto: str) -> int:
@@ -167,14 +158,14 @@ def build_template(size, *, ipv6=False, proto="udp", src_mac=bytes(6), dst_mac=b
                          f"{gen.STAMP_LEN}-byte stamp", f"use --size {need} or more")
     if size > MAX_FRAME:
         raise UsageError(f"--size {size} is too big", f"use --size {MIN_FRAME}..{MAX_FRAME}")
-    l3 = ETH_HLEN
-    l4 = l3 + (40 if ipv6 else 20)
+    l3 = ETHER_HDR_LEN
+    l4 = l3 + (IPV6_HDR_LEN if ipv6 else IPV4_HDR_LEN)
     l4_len = size - l4
     stamp = l4 + L4_HLEN[proto]
     src_bytes = src.packed
     src_low = int.from_bytes(src_bytes[-4:], "big")
     src_zeroed = src_bytes[:-4] + bytes(4)
-    eth = dst_mac + src_mac + struct.pack("!H", 0x86DD if ipv6 else 0x0800)
+    eth = dst_mac + src_mac + struct.pack("!H", ETHER_TYPE_IPV6 if ipv6 else ETHER_TYPE_IPV4)
     if ipv6:
         ip = struct.pack("!IHBB", 0x60000000, l4_len, PROTO[proto], 64) + src_zeroed + dst.packed
         off_src, off_ip_csum = l3 + 8 + 12, 0

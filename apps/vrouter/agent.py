@@ -40,37 +40,17 @@ import struct
 import threading
 import time
 
+from pypdk.net.addr import mac_str
+from pypdk.net.arp_frames import ARP_OP_REPLY, ARP_OP_REQUEST, arp_frame, parse_arp
+from pypdk.net.proto import ETHER_HDR_LEN, ETHER_TYPE_IPV4, IPV4_HDR_LEN
+
 from apps.vrouter.dp.router import LIMITS, TRAP_REASONS
-from apps.vrouter.values import mac_str
 
 log = logging.getLogger("pypdk.vrouter.agent")
 
 TRAP_ARP, TRAP_RESOLVE, TRAP_PACKET = TRAP_REASONS["arp"], TRAP_REASONS["resolve"], TRAP_REASONS["packet"]
-ETH_ARP, ETH_IPV4 = 0x0806, 0x0800
-ARP_REQUEST, ARP_REPLY = 1, 2
-BCAST = b"\xff" * 6
 AGENT_NH_TOP = LIMITS["nhs"] - 1    # nexthop ids the agent allocates, down from the top
 AGENT_NH_BASE = AGENT_NH_TOP - 95
-
-
-def arp_frame(op: int, src_mac: bytes, src_ip: bytes, dst_mac: bytes, dst_ip: bytes,
-              eth_dst: bytes | None = None) -> bytes:
-    """An Ethernet ARP frame for IPv4, padded to the 60-byte minimum."""
-    if eth_dst is None:
-        eth_dst = BCAST if op == ARP_REQUEST else dst_mac
-    f = (eth_dst + src_mac + struct.pack("!H", ETH_ARP) + struct.pack("!HHBBH", 1, ETH_IPV4, 6, 4, op)
-         + src_mac + src_ip + (bytes(6) if op == ARP_REQUEST else dst_mac) + dst_ip)
-    return f + bytes(60 - len(f))
-
-
-def parse_arp(frame: bytes):
-    """(op, sender mac, sender ip, target mac, target ip) of an Ethernet/IPv4 ARP frame, else None."""
-    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
-        return None
-    htype, ptype, hlen, plen, op = struct.unpack("!HHBBH", frame[14:22])
-    if htype != 1 or ptype != ETH_IPV4 or hlen != 6 or plen != 4:
-        return None
-    return op, frame[22:28], frame[28:32], frame[32:38], frame[38:42]
 
 
 class Agent:
@@ -164,7 +144,7 @@ class Agent:
         if now - self.asked.get(ip, -1e9) < self.arp_retry:
             return
         self.asked[ip] = now
-        frame = arp_frame(ARP_REQUEST, self.vr.mac, self._our_ip(), bytes(6), ipaddress.IPv4Address(ip).packed)
+        frame = arp_frame(ARP_OP_REQUEST, self.vr.mac, self._our_ip(), bytes(6), ipaddress.IPv4Address(ip).packed)
         self.vr.dp.inject(fab["id"], frame)
         self.counters["arp_requests_sent"] += 1
 
@@ -186,9 +166,9 @@ class Agent:
         target = str(ipaddress.IPv4Address(tpa))
         if fab is None or vif != fab["id"]:
             return
-        if op == ARP_REQUEST and target in self._fips() and sender != "0.0.0.0":
+        if op == ARP_OP_REQUEST and target in self._fips() and sender != "0.0.0.0":
             # Nobody owns a floating IP on the underlay: answer for it.
-            reply = arp_frame(ARP_REPLY, self.vr.mac, tpa, sha, spa)
+            reply = arp_frame(ARP_OP_REPLY, self.vr.mac, tpa, sha, spa)
             self.vr.dp.inject(fab["id"], reply)
             self.counters["arp_replies_sent"] += 1
         if sender in ("0.0.0.0", str(self.vr.underlay_ip)) or sha == self.vr.mac:
@@ -208,9 +188,9 @@ class Agent:
     # ---- resolve nexthops ---------------------------------------------------------------------
 
     def _on_resolve(self, vif: int, frame: bytes, now: float) -> None:
-        if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        if len(frame) < ETHER_HDR_LEN + IPV4_HDR_LEN or frame[12:14] != struct.pack("!H", ETHER_TYPE_IPV4):
             return
-        dst = str(ipaddress.IPv4Address(frame[30:34]))
+        dst = str(ipaddress.IPv4Address(frame[ETHER_HDR_LEN + 16:ETHER_HDR_LEN + 20]))
         # A packet to an unresolved tunnel is routed by the VM's VRF to the
         # tunnel's nh: its own destination is a VM, not something to ARP for.
         if self._tunnel_pending():
@@ -255,7 +235,7 @@ class Agent:
         self.resolved[ip] = nid
         self.counters["resolved_routes"] += 1
         log.info("resolved %s at %s: nh %d, route %s/32 in vrf 0", ip, mac_str(mac), nid, ip)
-        if held is not None and len(held) >= 34:
+        if held is not None and len(held) >= ETHER_HDR_LEN + IPV4_HDR_LEN:
             frame = mac + self.vr.mac + held[12:]
             self.vr.dp.inject(fab["id"], frame)
             self.counters["held_sent"] += 1

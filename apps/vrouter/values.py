@@ -14,23 +14,7 @@ import ipaddress
 import struct
 
 from pypdk.errors import UsageError
-
-def parse_mac(value, what="mac") -> bytes:
-    """A MAC address ("02:00:00:00:01:03", or 6 bytes) as 6 bytes."""
-    if isinstance(value, (bytes, bytearray)) and len(value) == 6:
-        return bytes(value)
-    parts = str(value).split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise UsageError(f"{what} {value!r} is not a MAC address", "write it as 02:00:00:00:01:03")
-    try:
-        return bytes(int(p, 16) for p in parts)
-    except ValueError:
-        raise UsageError(f"{what} {value!r} is not a MAC address", "write it as 02:00:00:00:01:03") from None
-
-
-def mac_str(b: bytes) -> str:
-    """6 bytes as "02:00:00:00:01:03"."""
-    return ":".join(f"{x:02x}" for x in b)
+from pypdk.net.addr import mac_str, parse_mac  # noqa: F401 (MACs: pypdk.net.addr)
 
 
 def parse_ip4(value, what="ip") -> ipaddress.IPv4Address:

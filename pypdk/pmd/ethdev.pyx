@@ -21,6 +21,7 @@ from libc.string cimport memset
 
 from pypdk.mempool.mbuf cimport Mbuf, PktMbufPool, pktmbuf_free
 from pypdk.errors import UsageError, StateError
+from pypdk.net.addr import mac_str
 
 cdef pd_eth_fp _fp_table[PD_MAX_ETHPORTS]
 _ports = [None] * PD_MAX_ETHPORTS
@@ -77,11 +78,6 @@ def get_port(port_id):
         raise UsageError(f"port {port_id} does not exist",
                          f"open ports: {[p.port_id for p in ports()]}")
     return _ports[port_id]
-
-
-def mac_str(bytes mac):
-    """6 bytes as xx:xx:xx:xx:xx:xx."""
-    return ":".join(f"{b:02x}" for b in mac)
 
 
 cdef class EthDev:

@@ -83,6 +83,7 @@ from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 from pypdk.pmd import netdev
 from pypdk.pmd.devargs import Key, parse_bool
 from pypdk.errors import UsageError, ResourceError, StateError
+from pypdk.net.addr import parse_mac
 
 cdef extern from "<sys/ioctl.h>":
     pass                        # _IOW and friends, which <linux/if_tun.h> uses
@@ -272,12 +273,9 @@ def _parse_mac(str text, int devno):
         return bytes(b)
     if text.lower() == "fixed":
         return bytes([0x02, 0x64, 0x74, 0x61, 0x70, devno & 0xff])
-    parts = text.split(":")
     try:
-        if len(parts) != 6 or any(len(p) != 2 for p in parts):
-            raise ValueError
-        mac = bytes(int(p, 16) for p in parts)
-    except ValueError:
+        mac = parse_mac(text)
+    except UsageError:
         raise UsageError(f"mac={text}: not a MAC address",
                          "write it as xx:xx:xx:xx:xx:xx, or mac=fixed") from None
     if mac[0] & 1 or mac == bytes(6):

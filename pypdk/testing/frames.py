@@ -18,9 +18,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-
-def mac_bytes(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", ""))
+from pypdk.net.addr import parse_mac as mac_bytes  # noqa: F401 (part of this module's face)
 
 
 def to_mbufs(pool, frames, seg: int | None = None) -> list:

@@ -6,7 +6,7 @@ from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6, PD_ETHER_TY
 from pypdk.net.ipv4 cimport (pd_ipv4_hdr, ipv4_hdr_ok, ipv4_hdr_len, ipv4_is_fragment, PD_IPPROTO_UDP,
                              PD_IPPROTO_GRE)
 from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
-from pypdk.net.udp cimport pd_udp_hdr
+from pypdk.net.udp cimport pd_udp_hdr, PD_UDP_HDR_LEN, PD_UDP_PORT_MPLS, PD_UDP_PORT_VXLAN
 from pypdk.net.gre cimport pd_gre_hdr, gre_hdr_ok, gre_hdr_len
 from pypdk.net.vxlan cimport pd_vxlan_hdr, vxlan_vni_valid, vxlan_get_vni
 from pypdk.net.cksum cimport ipv4_hdr_cksum_ok, ipv4_nat_rewrite
@@ -247,9 +247,9 @@ cdef inline bint fabric_pre(vr_worker *w, vr_vif *vif, pd_mbuf *m, vr_pkt *c) no
         dst = ip.dst_addr
         if dst == r.underlay_ip:
             hl = ipv4_hdr_len(ip)
-            if ip.next_proto_id == PD_IPPROTO_UDP and avail >= hl + 8:
+            if ip.next_proto_id == PD_IPPROTO_UDP and avail >= hl + PD_UDP_HDR_LEN:
                 u = <pd_udp_hdr *>(<uint8_t *>ip + hl)
-                if u.dst_port == PD_BE16(6635) or u.dst_port == PD_BE16(4789):
+                if u.dst_port == PD_BE16(PD_UDP_PORT_MPLS) or u.dst_port == PD_BE16(PD_UDP_PORT_VXLAN):
                     if pd_unlikely(pd_ntohs(ip.total_length) > avail):
                         drop(w, m, vif.id, DROP_INVALID_PACKET)
                         return False
@@ -259,9 +259,9 @@ cdef inline bint fabric_pre(vr_worker *w, vr_vif *vif, pd_mbuf *m, vr_pkt *c) no
                     if pd_unlikely(ipv4_is_fragment(ip)):
                         drop(w, m, vif.id, DROP_FRAGMENTS)
                         return False
-                    if u.dst_port == PD_BE16(6635):
-                        return mpls_decap_pre(w, vif, m, ETH_LEN + hl + 8, TUN_MPLSOUDP, c)
-                    return vxlan_decap_pre(w, vif, m, ETH_LEN + hl + 8, c)
+                    if u.dst_port == PD_BE16(PD_UDP_PORT_MPLS):
+                        return mpls_decap_pre(w, vif, m, ETH_LEN + hl + PD_UDP_HDR_LEN, TUN_MPLSOUDP, c)
+                    return vxlan_decap_pre(w, vif, m, ETH_LEN + hl + PD_UDP_HDR_LEN, c)
             elif ip.next_proto_id == PD_IPPROTO_GRE and avail >= hl + 4:
                 g = <const pd_gre_hdr *>(<uint8_t *>ip + hl)
                 if g.proto == PD_BE16(PD_ETHER_TYPE_MPLS):

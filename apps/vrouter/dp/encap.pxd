@@ -14,12 +14,12 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memcpy
 from pypdk.mempool.mbuf cimport pd_mbuf, mbuf_prepend
 from pypdk.net.byteorder cimport pd_htons, pd_load_u16, PD_BE16
-from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_MPLS
-from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPPROTO_UDP, PD_IPPROTO_GRE, PD_IPV4_HDR_DF_FLAG
-from pypdk.net.udp cimport pd_udp_hdr
-from pypdk.net.gre cimport pd_gre_hdr
-from pypdk.net.mpls cimport pd_mpls_hdr, mpls_lse_make
-from pypdk.net.vxlan cimport pd_vxlan_hdr, vxlan_hdr_set
+from pypdk.net.ether cimport PD_ETHER_HDR_LEN, PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_MPLS
+from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPPROTO_UDP, PD_IPPROTO_GRE, PD_IPV4_HDR_DF_FLAG, PD_IPV4_HDR_LEN
+from pypdk.net.udp cimport pd_udp_hdr, PD_UDP_HDR_LEN, PD_UDP_PORT_MPLS, PD_UDP_PORT_VXLAN
+from pypdk.net.gre cimport pd_gre_hdr, PD_GRE_HDR_LEN
+from pypdk.net.mpls cimport pd_mpls_hdr, mpls_lse_make, PD_MPLS_HDR_LEN
+from pypdk.net.vxlan cimport pd_vxlan_hdr, vxlan_hdr_set, PD_VXLAN_HDR_LEN
 from pypdk.net.cksum cimport ipv4_hdr_cksum
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
@@ -28,9 +28,11 @@ from apps.vrouter.dp.vif cimport ETH_LEN, drop, eth_write, vif_tx
 from pd_compiler cimport pd_unlikely
 
 cdef enum:
-    MPLSOUDP_HLEN = 14 + 20 + 8 + 4     # outer headers written in front of the inner IP packet
-    MPLSOGRE_HLEN = 14 + 20 + 4 + 4
-    VXLAN_HLEN = 14 + 20 + 8 + 8        # in front of the inner Ethernet frame
+    # outer headers written in front of the inner IP packet
+    MPLSOUDP_HLEN = PD_ETHER_HDR_LEN + PD_IPV4_HDR_LEN + PD_UDP_HDR_LEN + PD_MPLS_HDR_LEN
+    MPLSOGRE_HLEN = PD_ETHER_HDR_LEN + PD_IPV4_HDR_LEN + PD_GRE_HDR_LEN + PD_MPLS_HDR_LEN
+    # in front of the inner Ethernet frame
+    VXLAN_HLEN = PD_ETHER_HDR_LEN + PD_IPV4_HDR_LEN + PD_UDP_HDR_LEN + PD_VXLAN_HDR_LEN
     OUTER_TTL = 64
 
 # Too big for the fabric once encapsulated (encap.pyx): counted; an IPv4
@@ -82,21 +84,21 @@ cdef inline void encap_mpls(vr_worker *w, vr_vif *in_vif, pd_mbuf *m, const vr_n
         return
     eth_write(p, nh.dmac, r.mac, PD_BE16(PD_ETHER_TYPE_IPV4))
     if nh.encap == TUN_MPLSOUDP:
-        outer_ipv4(<pd_ipv4_hdr *>(p + ETH_LEN), inner + 32, PD_IPPROTO_UDP, nh.sip, nh.dip)
-        u = <pd_udp_hdr *>(p + ETH_LEN + 20)
+        outer_ipv4(<pd_ipv4_hdr *>(p + ETH_LEN), inner + MPLSOUDP_HLEN - PD_ETHER_HDR_LEN, PD_IPPROTO_UDP, nh.sip, nh.dip)
+        u = <pd_udp_hdr *>(p + ETH_LEN + PD_IPV4_HDR_LEN)
         # RFC 7510: the source port carries the inner flow's entropy (49152-65535).
         u.src_port = pd_htons(<uint16_t>(0xc000 | (hash & 0x3fff)))
-        u.dst_port = PD_BE16(6635)
-        u.dgram_len = pd_htons(<uint16_t>(inner + 12))
+        u.dst_port = PD_BE16(PD_UDP_PORT_MPLS)
+        u.dgram_len = pd_htons(<uint16_t>(inner + PD_UDP_HDR_LEN + PD_MPLS_HDR_LEN))
         u.dgram_cksum = 0
-        (<pd_mpls_hdr *>(p + ETH_LEN + 28)).lse = mpls_lse_make(label, 0, True, OUTER_TTL)
+        (<pd_mpls_hdr *>(p + ETH_LEN + PD_IPV4_HDR_LEN + PD_UDP_HDR_LEN)).lse = mpls_lse_make(label, 0, True, OUTER_TTL)
         w.st.vrf[vrf][VRFS_UDP_MPLS_ENCAPS] += 1
     else:
-        outer_ipv4(<pd_ipv4_hdr *>(p + ETH_LEN), inner + 28, PD_IPPROTO_GRE, nh.sip, nh.dip)
-        g = <pd_gre_hdr *>(p + ETH_LEN + 20)
+        outer_ipv4(<pd_ipv4_hdr *>(p + ETH_LEN), inner + MPLSOGRE_HLEN - PD_ETHER_HDR_LEN, PD_IPPROTO_GRE, nh.sip, nh.dip)
+        g = <pd_gre_hdr *>(p + ETH_LEN + PD_IPV4_HDR_LEN)
         g.flags_ver = 0
         g.proto = PD_BE16(PD_ETHER_TYPE_MPLS)
-        (<pd_mpls_hdr *>(p + ETH_LEN + 24)).lse = mpls_lse_make(label, 0, True, OUTER_TTL)
+        (<pd_mpls_hdr *>(p + ETH_LEN + PD_IPV4_HDR_LEN + PD_GRE_HDR_LEN)).lse = mpls_lse_make(label, 0, True, OUTER_TTL)
         w.st.vrf[vrf][VRFS_GRE_MPLS_ENCAPS] += 1
     vif_tx(w, fab, m, hash)
 
@@ -129,12 +131,12 @@ cdef inline void encap_vxlan(vr_worker *w, vr_vif *in_vif, pd_mbuf *m, const vr_
         drop(w, m, in_id, DROP_PUSH)
         return
     eth_write(p, nh.dmac, r.mac, PD_BE16(PD_ETHER_TYPE_IPV4))
-    outer_ipv4(<pd_ipv4_hdr *>(p + ETH_LEN), inner + 36, PD_IPPROTO_UDP, nh.sip, nh.dip)
-    u = <pd_udp_hdr *>(p + ETH_LEN + 20)
+    outer_ipv4(<pd_ipv4_hdr *>(p + ETH_LEN), inner + VXLAN_HLEN - PD_ETHER_HDR_LEN, PD_IPPROTO_UDP, nh.sip, nh.dip)
+    u = <pd_udp_hdr *>(p + ETH_LEN + PD_IPV4_HDR_LEN)
     u.src_port = pd_htons(<uint16_t>(0xc000 | (hash & 0x3fff)))
-    u.dst_port = PD_BE16(4789)
-    u.dgram_len = pd_htons(<uint16_t>(inner + 16))
+    u.dst_port = PD_BE16(PD_UDP_PORT_VXLAN)
+    u.dgram_len = pd_htons(<uint16_t>(inner + PD_UDP_HDR_LEN + PD_VXLAN_HDR_LEN))
     u.dgram_cksum = 0
-    vxlan_hdr_set(<pd_vxlan_hdr *>(p + ETH_LEN + 28), vni)
+    vxlan_hdr_set(<pd_vxlan_hdr *>(p + ETH_LEN + PD_IPV4_HDR_LEN + PD_UDP_HDR_LEN), vni)
     w.st.vrf[vrf][VRFS_VXLAN_ENCAPS] += 1
     vif_tx(w, fab, m, hash)

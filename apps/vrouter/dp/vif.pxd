@@ -11,14 +11,14 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_free
-from pypdk.net.ether cimport pd_ether_hdr
+from pypdk.net.ether cimport pd_ether_hdr, PD_ETHER_HDR_LEN
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 
 from pd_compiler cimport pd_likely, pd_unlikely
 
 cdef enum:
-    ETH_LEN = 14
+    ETH_LEN = PD_ETHER_HDR_LEN
     # Why a packet went to the agent (mbuf udata64: reason | in_vif << 16).
     TRAP_ARP = 1
     TRAP_RESOLVE = 2

@@ -1,7 +1,9 @@
 """The agent's slow path (apps/vrouter/agent.py) against a fake VRouter: frames in, API calls out."""
 import ipaddress
 
-from apps.vrouter.agent import ARP_REPLY, ARP_REQUEST, TRAP_ARP, TRAP_RESOLVE, Agent, arp_frame, parse_arp
+from pypdk.net.arp_frames import ARP_OP_REPLY as ARP_REPLY, ARP_OP_REQUEST as ARP_REQUEST, arp_frame, parse_arp
+
+from apps.vrouter.agent import TRAP_ARP, TRAP_RESOLVE, Agent
 
 VR_MAC = bytes.fromhex("025000000001")
 PEER_MAC = bytes.fromhex("025000000002")
