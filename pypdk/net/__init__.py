@@ -16,8 +16,17 @@ C level (cimport these .pxd; see each for the contract):
   flow_hash     fixed-size keys -> position: one writer, lock-free nogil readers
   hash          the table hash (hash_bytes, hash_mix64)
 
-Python level (tests, tools, control path): LPM4, LPM6, FlowHash, Rss and the
-`cksum` module's functions; `_ref` holds plain-Python oracles of the same.
+Python level (tests, tools, control path): LPM4, LPM6 and FlowHash (each a
+context manager; close() frees the tables), Rss and the `cksum` module's
+functions; `_ref` holds plain-Python oracles of the same. And for code that
+builds or reads frames in Python:
+  proto         ethertypes, IP protocols, UDP ports (VXLAN 4789, MPLS-in-UDP
+                6635) and header lengths, the values of pd_net.h
+  addr          mac_str / parse_mac: the one spelling of a MAC address
+  arp_frames    arp_frame / parse_arp: Ethernet/IPv4 ARP for the slow path
+
+Table memory (the LPM tables, the flow hash, the vRouter's flow entries) is
+mapped by pypdk.eal.tablemem: lazily backed, huge pages where possible.
 """
 from pypdk.net import cksum
 from pypdk.net.flow_hash import FlowHash, make_key_v4, make_key_v6
