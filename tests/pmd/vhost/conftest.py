@@ -1,11 +1,11 @@
 """Fixtures for the net_vhost tests: a leak-checked pool, ports on fresh
-sockets, and guests (tests/pmd/vhost/frontend.py) that clean up after."""
+sockets, and guests (pypdk.testing.vhost_frontend) that clean up after."""
 import os
 
 import pytest
 
 import pypdk.pmd
-from tests.pmd.vhost.frontend import Frontend, GuestMemory, VirtioNet
+from pypdk.testing.vhost_frontend import Frontend, GuestMemory, VirtioNet
 
 
 @pytest.fixture

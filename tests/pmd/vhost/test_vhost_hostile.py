@@ -13,7 +13,7 @@ import pytest
 import pypdk.pmd
 from pypdk.mempool import PktMbufPool
 from pypdk.pmd.vhost import protocol as P
-from tests.pmd.vhost.frontend import (Frontend, GuestMemory, VirtioNet, Virtq, frame, MB,
+from pypdk.testing.vhost_frontend import (Frontend, GuestMemory, VirtioNet, Virtq, frame, MB,
                                       GOOD_FEATURES, DESC_F_NEXT, DESC_F_WRITE, DESC_F_INDIRECT)
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 from pypdk.pmd.vhost import protocol as P
-from tests.pmd.vhost.frontend import Frontend, GuestMemory, VirtioNet, frame, DESC_F_NEXT
+from pypdk.testing.vhost_frontend import Frontend, GuestMemory, VirtioNet, frame, DESC_F_NEXT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

@@ -11,7 +11,7 @@ import pytest
 import pypdk.pmd
 from pypdk.errors import ResourceError, UsageError
 from pypdk.pmd.vhost import protocol as P
-from tests.pmd.vhost.frontend import (Frontend, GuestMemory, VirtioNet, Virtq, frame, MB,
+from pypdk.testing.vhost_frontend import (Frontend, GuestMemory, VirtioNet, Virtq, frame, MB,
                                       GOOD_FEATURES)
 
 

@@ -1,4 +1,4 @@
-"""A vhost-user frontend and virtio-net driver in Python, good or hostile, for tests.
+"""A vhost-user frontend and virtio-net driver in Python, good or hostile, for tests and benchmarks.
 
 It plays QEMU and the guest at once: guest memory is memfds laid out by the
 test (`GuestMemory`), the protocol goes over AF_UNIX with SCM_RIGHTS
@@ -11,6 +11,7 @@ constants of pypdk.pmd.vhost.protocol.
 """
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import socket
@@ -54,8 +55,10 @@ class GuestMemory:
             gpa += size
         self.end = gpa
         self.next = base
+        self._pins = []
 
     def close(self):
+        self._pins = []
         for r in self.regions:
             r.mm.close()
             os.close(r.fd)
@@ -91,6 +94,13 @@ class GuestMemory:
             out += r.mm[r.offset + off:r.offset + off + k]
             n, gpa = n - k, gpa + k
         return out
+
+    def host_addr(self, gpa):
+        """Our own address of `gpa` (for Cython code playing the guest, e.g. benchmarks)."""
+        r = self._find(gpa)
+        pin = ctypes.c_char.from_buffer(r.mm, r.offset + gpa - r.gpa)
+        self._pins.append(pin)
+        return ctypes.addressof(pin)
 
     def u16(self, gpa):
         return struct.unpack("<H", self.read(gpa, 2))[0]
