@@ -106,8 +106,10 @@ from pypdk.mempool.mempool cimport pd_mempool
 from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
 from pypdk.net.cksum cimport ipv4_l4_cksum, ipv6_l4_cksum
-from pypdk.net.ipv4 cimport pd_ipv4_hdr
-from pypdk.net.ipv6 cimport pd_ipv6_hdr
+from pypdk.net.ether cimport (PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6, PD_ETHER_TYPE_VLAN, PD_ETHER_TYPE_QINQ,
+                              PD_ETHER_HDR_LEN, PD_VLAN_HDR_LEN)
+from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPV4_HDR_LEN
+from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
 
 from pypdk.pmd import netdev
 from pypdk.pmd.devargs import Key, parse_bool, parse_size
@@ -260,16 +262,12 @@ cdef extern from "<linux/if_packet.h>":
     #define AFP_TX_DATA_OFF 32   /* TPACKET_ALIGN(sizeof(struct tpacket2_hdr)): where tx
                                     data starts without PACKET_TX_HAS_OFF */
     #define AFP_RETIRE_MS   1    /* rx block retire timer */
-    #define AFP_ETH_HLEN    14
-    #define AFP_VLAN_HLEN   4
     """
     enum:
         TP_FT_REQ_FILL_RXHASH
         AFP_MAX_SEGS
         AFP_TX_DATA_OFF
         AFP_RETIRE_MS
-        AFP_ETH_HLEN
-        AFP_VLAN_HLEN
 
 from pd_atomic cimport pd_load_acquire_u32, pd_store_release_u32
 
@@ -328,32 +326,32 @@ cdef int csum_complete(uint8_t *f, uint32_t len) noexcept nogil:
     partial sum, so it is recomputed from scratch (pseudo-header + segment).
     Anything that is not plain IPv4/IPv6 + TCP/UDP is left alone.
     """
-    cdef uint32_t off = AFP_ETH_HLEN, l4, l4len, ihl, tot, coff
+    cdef uint32_t off = PD_ETHER_HDR_LEN, l4, l4len, ihl, tot, coff
     cdef uint16_t et = (<uint16_t>f[12] << 8) | f[13]
     cdef bint v4
     cdef uint8_t proto
     cdef uint16_t c
-    while et == 0x8100 or et == 0x88a8:
-        if off + 4 > len:
+    while et == PD_ETHER_TYPE_VLAN or et == PD_ETHER_TYPE_QINQ:
+        if off + PD_VLAN_HDR_LEN > len:
             return 0
         et = (<uint16_t>f[off + 2] << 8) | f[off + 3]
-        off += 4
-    if et == 0x0800:
-        if off + 20 > len:
+        off += PD_VLAN_HDR_LEN
+    if et == PD_ETHER_TYPE_IPV4:
+        if off + PD_IPV4_HDR_LEN > len:
             return 0
         ihl = (f[off] & 0xf) * 4
         tot = (<uint32_t>f[off + 2] << 8) | f[off + 3]
-        if ihl < 20 or tot < ihl or off + tot > len or (f[off + 6] & 0x3f) or f[off + 7]:
+        if ihl < PD_IPV4_HDR_LEN or tot < ihl or off + tot > len or (f[off + 6] & 0x3f) or f[off + 7]:
             return 0                    # bad header or a fragment
         proto = f[off + 9]
         l4 = off + ihl
         l4len = tot - ihl
         v4 = True
-    elif et == 0x86dd:
-        if off + 40 > len:
+    elif et == PD_ETHER_TYPE_IPV6:
+        if off + PD_IPV6_HDR_LEN > len:
             return 0
         proto = f[off + 6]
-        l4 = off + 40
+        l4 = off + PD_IPV6_HDR_LEN
         l4len = (<uint32_t>f[off + 4] << 8) | f[off + 5]
         if l4 + l4len > len:
             return 0
@@ -402,7 +400,7 @@ cdef int rx_copy_chain(afp_rxq *q, pd_mbuf *m, const char *src, uint32_t len,
     0 done, -1 pool empty (nothing changed), 1 too many segments.
     """
     cdef pd_mbuf *segs[AFP_MAX_SEGS]
-    cdef uint32_t total = len + (AFP_VLAN_HLEN if tag != NULL else 0)
+    cdef uint32_t total = len + (PD_VLAN_HDR_LEN if tag != NULL else 0)
     cdef uint32_t nseg = (total + q.room - 1) // q.room
     cdef uint32_t s, piece, take, room
     cdef const char *srcs[3]
@@ -419,7 +417,7 @@ cdef int rx_copy_chain(afp_rxq *q, pd_mbuf *m, const char *src, uint32_t len,
         srcs[0] = src
         lens[0] = 12
         srcs[1] = tag
-        lens[1] = AFP_VLAN_HLEN
+        lens[1] = PD_VLAN_HDR_LEN
         srcs[2] = src + 12
         lens[2] = len - 12
         npieces = 3
@@ -486,7 +484,7 @@ cdef uint16_t afp_rx(void *qp, pd_mbuf **pkts, uint16_t n) noexcept nogil:
             len = h.tp_snaplen
             st = h.tp_status
             src = <char *>h + h.tp_mac
-            if pd_unlikely(len < h.tp_len or len < AFP_ETH_HLEN):
+            if pd_unlikely(len < h.tp_len or len < PD_ETHER_HDR_LEN):
                 q.truncated += 1
                 q.stats.errors += 1
             else:
@@ -508,11 +506,11 @@ cdef uint16_t afp_rx(void *qp, pd_mbuf **pkts, uint16_t n) noexcept nogil:
                                     else 0x00)
                     tag[2] = <char>((tci >> 8) & 0xff)
                     tag[3] = <char>(tci & 0xff)
-                    total = len + AFP_VLAN_HLEN
+                    total = len + PD_VLAN_HDR_LEN
                     if pd_likely(total <= q.room):
                         dst = mbuf_mtod(m)
                         memcpy(dst, src, 12)
-                        memcpy(dst + 12, tag, AFP_VLAN_HLEN)
+                        memcpy(dst + 12, tag, PD_VLAN_HDR_LEN)
                         memcpy(dst + 16, src + 12, len - 12)
                         m.data_len = <uint16_t>total
                         m.pkt_len = total
@@ -581,12 +579,12 @@ cdef uint16_t afp_tx(void *qp, pd_mbuf **pkts, uint16_t n) noexcept nogil:
         if pd_unlikely(len > q.max_len):
             # 802.1Q adds 4 bytes to what the MTU allows (the kernel's rule).
             d = <const uint8_t *>mbuf_mtod(seg)
-            if (len > q.max_len + AFP_VLAN_HLEN or len > q.frame_size - AFP_TX_DATA_OFF
+            if (len > q.max_len + PD_VLAN_HDR_LEN or len > q.frame_size - AFP_TX_DATA_OFF
                     or seg.data_len < 14 or d[12] != 0x81 or d[13] != 0x00):
                 q.too_long += 1
                 q.stats.errors += 1
                 continue
-        elif pd_unlikely(len < AFP_ETH_HLEN):
+        elif pd_unlikely(len < PD_ETHER_HDR_LEN):
             q.too_short += 1
             q.stats.errors += 1
             continue
@@ -847,7 +845,7 @@ cdef class Port(EthDev):
 
     cdef _set_tx_limit(self, afp_txq *txq, int mtu):
         cdef uint32_t cap = self.devargs["framesz"] - AFP_TX_DATA_OFF
-        cdef uint32_t lim = <uint32_t>mtu + AFP_ETH_HLEN
+        cdef uint32_t lim = <uint32_t>mtu + PD_ETHER_HDR_LEN
         txq.max_len = lim if lim < cap else cap
 
     cdef _join_fanout(self, int nb):

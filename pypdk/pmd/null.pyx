@@ -18,6 +18,9 @@ from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk,
                                  PktMbufPool)
 from pypdk.mempool.mempool cimport pd_mempool
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+from pypdk.net.ether cimport PD_ETHER_HDR_LEN, PD_ETHER_TYPE_IPV4
+from pypdk.net.ipv4 cimport PD_IPV4_HDR_LEN, PD_IPPROTO_UDP
+from pypdk.net.udp cimport PD_UDP_HDR_LEN
 
 from pypdk.pmd.devargs import Key, parse_bool
 from pypdk.errors import UsageError
@@ -85,11 +88,11 @@ def _template(size):
     frame = bytearray(size)
     frame[0:6] = b"\xff" * 6
     frame[6:12] = b"\x02\x00\x00\x00\x00\x01"
-    frame[12:14] = b"\x08\x00"
-    if size >= 42:
-        frame[14] = 0x45
-        frame[22] = 64
-        frame[23] = 17
+    frame[12:14] = bytes([PD_ETHER_TYPE_IPV4 >> 8, PD_ETHER_TYPE_IPV4 & 0xff])
+    if size >= PD_ETHER_HDR_LEN + PD_IPV4_HDR_LEN + PD_UDP_HDR_LEN:
+        frame[PD_ETHER_HDR_LEN] = 0x45                  # version 4, 5 words
+        frame[PD_ETHER_HDR_LEN + 8] = 64                # TTL
+        frame[PD_ETHER_HDR_LEN + 9] = PD_IPPROTO_UDP
     return bytes(frame)
 
 

@@ -111,6 +111,7 @@ from pypdk.mempool.mempool cimport Mempool, pd_mempool
 from pd_compiler cimport pd_likely, pd_unlikely
 from pypdk.eal.memzone cimport Memzone
 from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats, PD_MAX_QUEUES
+from pypdk.net.ether cimport PD_ETHER_HDR_LEN
 
 from pypdk.pmd import netdev
 from pypdk.pmd.devargs import Key
@@ -1010,10 +1011,10 @@ cdef class Port(EthDev):
         return netdev.link(self._ctl, self.ifname)
 
     def _dev_set_mtu(self, mtu):
-        if self.chunk_size and mtu + 14 > self.chunk_size - XSK_PACKET_HEADROOM:
+        if self.chunk_size and mtu + PD_ETHER_HDR_LEN > self.chunk_size - XSK_PACKET_HEADROOM:
             raise UsageError(f"{self.name}: MTU {mtu} does not fit an AF_XDP frame of "
                              f"{self.chunk_size - XSK_PACKET_HEADROOM} bytes",
-                             f"use MTU <= {self.chunk_size - XSK_PACKET_HEADROOM - 14}")
+                             f"use MTU <= {self.chunk_size - XSK_PACKET_HEADROOM - PD_ETHER_HDR_LEN}")
 
     def rx_fill_level(self, int q):
         """mbufs of rx queue q the kernel holds (fill ring + not yet received)."""
