@@ -51,6 +51,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from pypdk.net.proto import UDP_PORT_VXLAN
 from pypdk.testing import netns as nn
 
 # The top of the source tree: `pypdk-run` runs apps/vrouter from there.
@@ -301,7 +302,7 @@ class Topology:
                              f"{PEER_VM_IP}/24 in the VMs' subnet")
                     nn.ns_run(self.peer_ns, "ip", "link", "add", "vxlan0", "address", PEER_VXLAN_MAC,
                               "type", "vxlan", "id", str(VNI), "remote", self.nodes[0].underlay_ip,
-                              "local", PEER_IP, "dstport", "4789", "dev", "eth0")
+                              "local", PEER_IP, "dstport", str(UDP_PORT_VXLAN), "dev", "eth0")
                     nn.ns_run(self.peer_ns, "ip", "link", "set", "vxlan0", "mtu", "1500")
                     nn.add_addr("vxlan0", f"{PEER_VM_IP}/24", self.peer_ns)
                     self._wire_offloads_off("vxlan0", self.peer_ns)
