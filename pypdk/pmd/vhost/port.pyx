@@ -54,7 +54,6 @@ Keys:
   client     0/1    1: connect to the frontend's socket instead of listening (default 0)
   reconnect  0/1    client mode: retry the connection while it is down (default 0)
 """
-import errno as _errno
 import os
 import select
 import socket
@@ -63,9 +62,7 @@ import struct
 import threading
 import time
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.stdint cimport uint8_t, uint64_t, uintptr_t
 
 from pypdk.mempool.mbuf cimport PktMbufPool
 from pypdk.pmd.ethdev cimport EthDev
@@ -99,7 +96,8 @@ PROTOCOL_FEATURES = P.bit(P.PROTOCOL_F_MQ) | P.bit(P.PROTOCOL_F_REPLY_ACK)
 
 # Why a port was stopped (xstats `stop_<name>`): the frontend's messages, then the ring faults.
 STOP_REASONS = (("header", "payload_size", "fd_count", "unknown_request", "not_negotiated",
-                 "features", "out_of_order", "ring_index", "ring_size", "ring_base", "ring_addr")
+                 "features", "out_of_order", "ring_index", "ring_size", "ring_base", "ring_addr",
+                 "internal")
                 + tuple(r for r in MEM_REASONS if r != "fd_count") + FAULT_NAMES[1:])
 
 # Requests that need a feature we never offer.
@@ -299,9 +297,9 @@ cdef class Port(EthDev):
                         self._accept()
                     if self.conn is not None and self.conn in ready:
                         self._read()
-            except Exception as e:          # never let the frontend kill the thread
+            except Exception as e:          # a bug of ours: drop the frontend, keep the thread
                 with self.plock:
-                    self._stop("header", f"unexpected {type(e).__name__}: {e}")
+                    self._stop("internal", f"{type(e).__name__}: {e}")
 
     def _wait(self, socks, timeout):
         r, _, _ = select.select(socks + [self.wake_r], [], [], timeout)
