@@ -1,8 +1,15 @@
 """vrouter: an overlay virtual router in the style of the Tungsten Fabric vRouter (README.md).
 
-`pypdk-run apps/vrouter --lcores 0-1 -- --config vrouter.toml`: the startup
-file declares the vifs (each with its own port spec), nexthops, routes,
-labels, VNIs, neighbours, policies and floating IPs (config.py). Every
+`pypdk-run apps/vrouter --lcores 2-5` starts an empty vRouter (no vifs) with
+its control socket and agent; it keeps running and is programmed live with
+`pypdk-vrouter` (vif --add opens the vif's port and deals its rx queues to
+the forwarding lcores), as TF's agent programs its vRouter. `-- --config
+vrouter.toml` programs it at start instead: the startup file declares the
+vifs (each with its own port spec), nexthops, routes, labels, VNIs,
+neighbours, policies and floating IPs (config.py). What is per instance
+defaults from --file-prefix: the control socket is
+/run/pypdk/<file-prefix>/vrouter.sock (the EAL's runtime directory), so two
+vRouters with different prefixes do not collide. Every
 worker lcore runs the vRouter's forwarding loop (dp/datapath.pyx) over its
 share of the vifs' rx queues (dealt round-robin); the agent (agent.py: ARP
 on the fabric for underlay neighbours and resolve routes, ARP for floating
@@ -13,6 +20,8 @@ counters and the drop statistics go under "app".
 """
 from __future__ import annotations
 
+import os
+
 import click
 
 from pypdk.errors import UsageError
@@ -21,6 +30,7 @@ from pypdk.mempool import PktMbufPool
 from pypdk.worker import make_plan
 
 from apps.vrouter import config
+from apps.vrouter.vrouter import VRouter
 
 POOL_MBUFS = 16384
 POOL_CACHE = 256
@@ -29,9 +39,11 @@ POOL_CACHE = 256
 def options():
     """The app's own options (after `--`)."""
 
-    @click.command("vrouter", help="Overlay virtual router (MPLSoUDP, MPLSoGRE, VXLAN) from a TOML config.")
-    @click.option("--config", "config_path", required=True, metavar="FILE",
-                  help="startup file (TOML): [vrouter], [[vif]], [[nh]], [[route]] ... (see README.md)")
+    @click.command("vrouter", help="Overlay virtual router (MPLSoUDP, MPLSoGRE, VXLAN), programmed live "
+                                   "with pypdk-vrouter or from a TOML startup file.")
+    @click.option("--config", "config_path", default=None, metavar="FILE",
+                  help="startup file (TOML): [vrouter], [[vif]], [[nh]], [[route]] ... (see README.md); "
+                       "default: start empty")
     @click.option("--burst", type=click.IntRange(1, 64), default=32, show_default=True,
                   help="packets per rx burst")
     @click.option("--flow-timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
@@ -41,10 +53,11 @@ def options():
     @click.option("--yield-after", type=click.IntRange(0), default=0, show_default=True, metavar="N",
                   help="sched_yield after N poll rounds that brought nothing (lcores sharing a cpu, "
                        "e.g. two vRouters on one machine); 0 spins")
-    @click.option("--name", default="0", show_default=True,
-                  help="this vRouter's name (control socket /run/pypdk/vrouter-NAME.sock)")
+    @click.option("--name", default=None,
+                  help="this vRouter's name (default: the --file-prefix; with --name the control socket is "
+                       "/run/pypdk/vrouter-NAME.sock)")
     @click.option("--ctl-socket", default=None, metavar="PATH",
-                  help="control socket path (default /run/pypdk/vrouter-NAME.sock; '' for none)")
+                  help="control socket path (default /run/pypdk/<file-prefix>/vrouter.sock; '' for none)")
     @click.option("--no-agent", is_flag=True, help="run no agent thread (tests drive the slow path)")
     def command(**kw):
         pass
@@ -59,7 +72,10 @@ def setup(eal, ports, opts):
                          "give two lcores or more, e.g. --lcores 0-1")
     pool = PktMbufPool("vrouter_pool", opts.mbufs, cache_size=POOL_CACHE)
     try:
-        vr = config.load(opts.config_path, pool, ports)
+        if opts.config_path is not None:
+            vr = config.load(opts.config_path, pool, ports)
+        else:
+            vr = VRouter(pool, ports=ports)
     except BaseException:
         pool.close()
         raise
@@ -74,7 +90,7 @@ def setup(eal, ports, opts):
         raise
 
     try:
-        control = _start_control(vr, opts)
+        control = _start_control(vr, opts, eal)
     except BaseException:
         vr.close()
         pool.close()
@@ -96,9 +112,14 @@ def setup(eal, ports, opts):
 # pypdk-vrouter; both (and the stats below) take control.lock, the one
 # writer's lock of the vRouter's tables.
 
-def _start_control(vr, opts):
+def _start_control(vr, opts, eal):
+    """The agent and the control socket; the name and the socket default from --file-prefix."""
     from apps.vrouter.agent import start_control
-    return start_control(vr, name=opts.name, socket_path=opts.ctl_socket, agent=not opts.no_agent)
+    from apps.vrouter.ctl.server import SOCKET_NAME
+    name, path = opts.name, opts.ctl_socket
+    if path is None and name is None:
+        path = os.path.join(eal.runtime_dir, SOCKET_NAME)
+    return start_control(vr, name=name or eal.file_prefix, socket_path=path, agent=not opts.no_agent)
 
 
 def _locked(control, fn):

@@ -23,7 +23,21 @@ Memory options follow DPDK: ``memory`` (-m, MB in total) or ``socket_mem``
 free (reading sysfs only) and cap what the EAL's memzones may take;
 ``no_huge`` uses ordinary pages; ``huge_dir`` puts zone files in a hugetlbfs
 mount instead of memfds; ``file_prefix`` names those files
-(``<huge_dir>/<file_prefix>_<zone>``) so two processes can share a mount.
+(``<huge_dir>/<file_prefix>_<zone>``) so two processes can share a mount,
+and the process's runtime directory (`runtime_dir`, DPDK's
+``/var/run/dpdk/<prefix>``: ``/run/pypdk/<file_prefix>``), where apps keep
+what is per instance (the vRouter's control socket), so two instances with
+different prefixes never collide.
+
+NUMA: every zone is bound to one node (``mbind``), never left to first
+touch. ``socket_id=-1`` (SOCKET_ID_ANY) means the node of the lcore that
+asks (the calling EAL thread; a thread that is not an lcore counts as the
+main lcore), or of the lcore that will use the memory when the caller says
+which (``memzone_reserve(..., lcore=N)``, or ``socket_id=eal.socket_of(N)``
+for a pool). `lcore_layout()` and `memory_layout()` report the lcores with
+their nodes and the memory per node; ``--socket-mem A,B`` checks each
+node's free hugepages at init (a shortage is one line naming the node and
+the reserve command) and caps each node's zones at its share.
 """
 from __future__ import annotations
 
@@ -45,13 +59,15 @@ from pypdk.eal.memzone import Memzone, memzone_reserve
 # `python -m pypdk.eal.hugepages`, which runpy must find not yet imported.
 
 __all__ = ["init", "current", "Eal", "parse_lcores", "format_cpus", "lcore_id", "LCORE_ID_ANY",
-           "LcoreFunction", "Memzone", "memzone_reserve"]
+           "LcoreFunction", "Memzone", "memzone_reserve", "runtime_dir", "SOCKET_ID_ANY"]
 
 log = logging.getLogger("pypdk.eal")
 
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO,
                "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]+$")
+RUNTIME_ROOT = "/run/pypdk"     # DPDK: /var/run/dpdk
+SOCKET_ID_ANY = -1
 
 _current: "Eal | None" = None
 _atexit_registered = False
@@ -66,6 +82,15 @@ def current() -> "Eal":
     if _current is None:
         raise StateError("EAL not initialised", "call pypdk.eal.init() first")
     return _current
+
+
+def runtime_dir(file_prefix: str = "pypdk") -> str:
+    """The runtime directory of the instance with that --file-prefix: /run/pypdk/<prefix>.
+
+    Not created here (`Eal.runtime_dir` makes it); tools use this to find an
+    instance's files (`pypdk-vrouter --file-prefix P`).
+    """
+    return os.path.join(RUNTIME_ROOT, file_prefix)
 
 
 def _parse_mb(value, option: str) -> int:
@@ -195,7 +220,8 @@ class Eal:
         self.lcores = dict(lcores)
         self.main_lcore = main_lcore
         self.worker_lcores = sorted(lc for lc in lcores if lc != main_lcore)
-        self.sockets = sorted({_topo.socket_of_cpu(cpu) for cpu in lcores.values()})
+        self.lcore_nodes = {lc: _topo.socket_of_cpu(cpu) for lc, cpu in sorted(lcores.items())}
+        self.sockets = sorted(set(self.lcore_nodes.values()))
         self.no_huge = no_huge
         self.huge_dir = huge_dir
         self.file_prefix = file_prefix
@@ -203,6 +229,7 @@ class Eal:
         self.memory = mem_total          # MB cap (-m) or None
         self.socket_mem = mem_nodes      # {node: MB cap} (--socket-mem) or None
         self._zones: dict[str, Memzone] = {}
+        self._runtime_dir = None         # made by the runtime_dir property, removed at close if empty
         self._saved_affinity = None
         self._live = True
         return self
@@ -218,6 +245,60 @@ class Eal:
         if lcore not in self.lcores:
             raise UsageError(f"lcore {lcore} is not an EAL lcore", f"use one of {format_cpus(self.lcores)}")
         return _topo.socket_of_cpu(self.lcores[lcore])
+
+    def socket_id_for(self, socket_id: int = SOCKET_ID_ANY, lcore: int | None = None) -> int:
+        """The node a zone asked for with `socket_id` goes on.
+
+        A node >= 0 is kept. SOCKET_ID_ANY (-1) is the node of `lcore` (the
+        lcore that will use the memory) when given, else of the calling
+        lcore; a thread that is not an EAL lcore counts as the main lcore.
+
+        Raises:
+            UsageError: `lcore` is not an lcore of this EAL.
+        """
+        if socket_id is not None and socket_id >= 0:
+            return socket_id
+        if lcore is None:
+            lcore = _lcore.current_lcore_id()
+            if lcore not in self.lcores:
+                lcore = self.main_lcore
+        return self.socket_of(lcore)
+
+    def layout(self) -> dict:
+        """The lcores with their cpu and node, and the memory per node (see memory_per_node).
+
+            {"lcores": {lcore: {"cpu": 2, "node": 0, "main": False}, ...},
+             "memory": {node: {...}, ...}}
+        """
+        return {"lcores": {lc: {"cpu": self.lcores[lc], "node": node, "main": lc == self.main_lcore}
+                           for lc, node in self.lcore_nodes.items()},
+                "memory": self.memory_per_node()}
+
+    def memory_per_node(self) -> dict:
+        """{node: {"zones", "used_mb", "cap_mb", "free_hugepages"}} for every node of the
+        machine: the EAL's live zones on it, their mapped MB, the node's
+        --socket-mem share (None: no cap), and its free hugepages of the EAL's size
+        (None with --no-huge)."""
+        from pypdk.eal import hugepages as _hp
+        out = {}
+        for node in _topo.nodes():
+            zones = [z for z in self.memzones if z.socket_id == node]
+            out[node] = {"zones": len(zones),
+                         "used_mb": round(sum(z.map_len for z in zones) / (1 << 20), 3),
+                         "cap_mb": None if self.socket_mem is None else self.socket_mem.get(node, 0),
+                         "free_hugepages": None if self.no_huge else _hp.free_pages(self.page_size, node)}
+        return out
+
+    @property
+    def runtime_dir(self) -> str:
+        """This instance's runtime directory, /run/pypdk/<file_prefix> (made on first
+        use, mode 0700; removed at close() when empty)."""
+        path = runtime_dir(self.file_prefix)
+        if self._runtime_dir is None:
+            made = not os.path.isdir(path)
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            self._runtime_dir = (path, made)
+        return path
 
     def _check_live(self):
         if not self._live:
@@ -330,14 +411,17 @@ class Eal:
             raise ResourceError(f"memzone '{name}' needs {map_len >> 20} MB but only {(cap - used) >> 20} MB "
                                 f"of {opt} is left", "raise the EAL memory option or make the zone smaller")
 
-    def memzone_reserve(self, name: str, size: int, socket_id: int = -1, page_size=None) -> Memzone:
+    def memzone_reserve(self, name: str, size: int, socket_id: int = -1, page_size=None, *,
+                        lcore: int | None = None) -> Memzone:
         """Reserve a named zone of `size` bytes (see memzone.memzone_reserve).
 
         Args:
             name: unique among this EAL's live zones, at most 31 bytes.
             size: bytes (mapped rounded up to whole pages).
-            socket_id: NUMA node, or -1 for any.
+            socket_id: NUMA node, or -1 (SOCKET_ID_ANY): the node of `lcore`,
+                else of the calling lcore (socket_id_for); never first touch.
             page_size: hugepage size ("2M", "1G" or bytes); default the EAL's.
+            lcore: the lcore that will use the zone (for socket_id -1).
 
         Raises:
             UsageError: duplicate name or bad argument.
@@ -351,6 +435,10 @@ class Eal:
         ps = self.page_size
         if page_size is not None and not self.no_huge:
             ps = _hp.parse_size(page_size)
+        if not isinstance(socket_id, int) or socket_id < -1:
+            raise UsageError(f"memzone '{name}': socket_id {socket_id!r} is invalid",
+                             "give a NUMA node (0, 1, ...) or -1 for any")
+        socket_id = self.socket_id_for(socket_id, lcore)
         if isinstance(size, int) and size > 0:
             self._check_budget(name, size, socket_id, ps)
         z = memzone_reserve(name, size, socket_id, page_size=None if self.no_huge else ps,
@@ -384,6 +472,14 @@ class Eal:
             for z in self._zones.values():
                 z.close()
             self._zones.clear()
+            if self._runtime_dir is not None:
+                path, made = self._runtime_dir
+                self._runtime_dir = None
+                if made:
+                    try:
+                        os.rmdir(path)      # only when empty: an app's files stay visible
+                    except OSError:
+                        pass
             if self._saved_affinity is not None:
                 try:
                     os.sched_setaffinity(0, self._saved_affinity)

@@ -24,9 +24,10 @@ i.e. one `VRouter` operation (apps/vrouter/vrouter.py): the CLI parses and
 prints, the vRouter validates and applies. An error is one line on stderr
 and exit status 2 (a refused request prints the vRouter's reason).
 
-Which vRouter: `--socket PATH`, else `--name NAME`
-(/run/pypdk/vrouter-NAME.sock), else $PYPDK_VROUTER_SOCKET, else the only
-socket in /run/pypdk.
+Which vRouter: `--socket PATH`, else `--file-prefix P` (the vRouter started
+with `pypdk-run --file-prefix P`: /run/pypdk/P/vrouter.sock), else `--name
+NAME` (/run/pypdk/vrouter-NAME.sock), else $PYPDK_VROUTER_SOCKET, else the
+only socket under /run/pypdk.
 
 An install (`pip install -e .`) puts it on the PATH as the `pypdk-vrouter`
 console script (`main` below); without one, run it as
@@ -35,7 +36,6 @@ console script (`main` below); without one, run it as
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import sys
@@ -48,41 +48,44 @@ from pypdk.errors import PypdkError, UsageError
 from apps.vrouter.dp.router import ENCAPS, NH_TYPES, RULE_ACTIONS, VIF_MODES, VIF_TYPES
 
 from . import show
-from .server import SOCKET_DIR, CtlClient, default_path
+from .server import SOCKET_DIR, CtlClient, default_path, prefix_path, running_sockets
 
 FAMILIES = {"inet": 4, "inet6": 6, "bridge": "bridge"}
 
 
-def find_socket(path: str | None, name: str | None) -> str:
+def find_socket(path: str | None, name: str | None, file_prefix: str | None = None) -> str:
     """The control socket to use (see the module doc for the order)."""
     if path:
         return path
+    if file_prefix:
+        return prefix_path(file_prefix)
     if name:
         return default_path(name)
     env = os.environ.get("PYPDK_VROUTER_SOCKET")
     if env:
         return env
-    found = sorted(glob.glob(os.path.join(SOCKET_DIR, "vrouter-*.sock")))
+    found = running_sockets()
     if len(found) == 1:
-        return found[0]
+        return next(iter(found.values()))
     if not found:
         raise UsageError(f"no vRouter control socket in {SOCKET_DIR}",
                          "start a vRouter (pypdk-run apps/vrouter ...) or give --socket PATH")
-    names = ", ".join(os.path.basename(f)[len("vrouter-"):-len(".sock")] for f in found)
-    raise UsageError(f"{len(found)} vRouters run here ({names})", "pick one with --name NAME or --socket PATH")
+    raise UsageError(f"{len(found)} vRouters run here ({', '.join(found)})",
+                     "pick one with --file-prefix P, --name NAME or --socket PATH")
 
 
 class Ctx:
-    def __init__(self, socket_path, name, as_json):
+    def __init__(self, socket_path, name, as_json, file_prefix=None):
         self.socket_path = socket_path
         self.name = name
+        self.file_prefix = file_prefix
         self.json = as_json
         self._client = None
 
     @property
     def client(self) -> CtlClient:
         if self._client is None:
-            self._client = CtlClient(find_socket(self.socket_path, self.name)).connect()
+            self._client = CtlClient(find_socket(self.socket_path, self.name, self.file_prefix)).connect()
         return self._client
 
     def call(self, op: str, **args):
@@ -128,12 +131,14 @@ def _port(text: str | None):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--socket", "socket_path", metavar="PATH", help="the vRouter's control socket")
-@click.option("--name", metavar="NAME", help="the vRouter's name (socket /run/pypdk/vrouter-NAME.sock)")
+@click.option("--file-prefix", metavar="P",
+              help="the vRouter run with pypdk-run --file-prefix P (socket /run/pypdk/P/vrouter.sock)")
+@click.option("--name", metavar="NAME", help="the vRouter run with --name NAME (socket /run/pypdk/vrouter-NAME.sock)")
 @click.option("--json", "as_json", is_flag=True, help="print the raw JSON result (for scripts)")
 @click.pass_context
-def cli(ctx, socket_path, name, as_json):
+def cli(ctx, socket_path, file_prefix, name, as_json):
     """Inspect and program a running pypdk vRouter (TF vRouter tool words)."""
-    ctx.obj = Ctx(socket_path, name, as_json)
+    ctx.obj = Ctx(socket_path, name, as_json, file_prefix)
 
 
 # ---- vif ----------------------------------------------------------------------------

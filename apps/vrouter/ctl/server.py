@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import inspect
 import json
+import glob
 import logging
 import os
 import socket
@@ -50,6 +51,7 @@ from pypdk.errors import PypdkError, UsageError
 log = logging.getLogger("pypdk.vrouter.ctl")
 
 SOCKET_DIR = "/run/pypdk"
+SOCKET_NAME = "vrouter.sock"    # in the instance's runtime directory, /run/pypdk/<file-prefix>/
 MAX_LINE = 1 << 20          # bytes in one request; a longer line closes the connection
 PROTOCOL = 1
 
@@ -74,6 +76,23 @@ OPS: dict[str, str] = {
 def default_path(name: str) -> str:
     """The socket of the vRouter called `name`: /run/pypdk/vrouter-<name>.sock."""
     return os.path.join(SOCKET_DIR, f"vrouter-{name}.sock")
+
+
+def prefix_path(file_prefix: str) -> str:
+    """The socket of the vRouter started with --file-prefix P and no --name:
+    /run/pypdk/<P>/vrouter.sock (in the EAL's runtime directory)."""
+    return os.path.join(SOCKET_DIR, file_prefix, SOCKET_NAME)
+
+
+def running_sockets() -> dict[str, str]:
+    """{label: path} of the control sockets under /run/pypdk: `--file-prefix P`
+    ones labelled P, `--name N` ones labelled name=N."""
+    found = {}
+    for f in sorted(glob.glob(os.path.join(SOCKET_DIR, "*", SOCKET_NAME))):
+        found[os.path.basename(os.path.dirname(f))] = f
+    for f in sorted(glob.glob(os.path.join(SOCKET_DIR, "vrouter-*.sock"))):
+        found["name=" + os.path.basename(f)[len("vrouter-"):-len(".sock")]] = f
+    return found
 
 
 def _jsonable(x: Any) -> Any:
