@@ -514,3 +514,15 @@ def test_mbuf_pool_exhaustion_counts_rx_nombuf_then_recovers(vhost, guest, eal_n
     finally:
         pypdk.pmd.close_all()
         small.free()
+
+
+def test_a_guest_memory_file_cannot_be_shrunk_under_the_backend(vhost, guest):
+    """Touching a page past the end of a file faults the process (SIGBUS), so
+    the backend seals a sealable memfd against shrinking when it maps it."""
+    port = vhost()
+    g = good_guest(port, guest)
+    for r in g.mem.regions:
+        with pytest.raises(PermissionError):
+            os.ftruncate(r.fd, 0)
+    g.send(frame(64))
+    assert len(poll(port)) == 1
