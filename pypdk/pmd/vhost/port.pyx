@@ -543,12 +543,16 @@ cdef class Port(EthDev):
         fds.clear()                          # MemTable.map closes them, mapped or not
         new = MemTable.map(regions, taken)
         old = self.mem
-        self._swap_mem(new)
+        self.mem = new
+        try:                                 # where the running rings are in the new mapping
+            moved = {i: self._translate(i) for i in range(self.nvq) if self._ring_live(i)}
+        except Violation:
+            self.mem = old
+            new.unmap()
+            raise
+        self._swap_mem(new, moved)
         if old is not None:
-            old.unmap()
-        for i in range(self.nvq):            # running rings move to the new mapping
-            if self.rings[i].started:
-                self._sync(i)
+            old.unmap()                      # no burst holds it: every vq was locked for the swap
         return None
 
     # ---- the datapath's copy of the protocol state -------------------------------
@@ -582,22 +586,31 @@ cdef class Port(EthDev):
             if vq != NULL:
                 vq_unlock(vq)
 
-    def _swap_mem(self, new):
+    def _swap_mem(self, new, dict moved):
+        """Install a memory table, and the running rings' addresses in it, under
+        every vq lock at once: a burst sees the old mapping or the new one."""
         cdef int i
         cdef MemTable t
         cdef vhost_vq *vq
         self._lock_all()
         try:
-            for i in range(self.nvq):
-                vq = self._vq(i)
-                if vq != NULL:
-                    vq.ready = 0
             if new is None:
                 self.dev.mem = NULL
             else:
                 t = new
                 self.dev.mem = t.m
             self.mem = new
+            for i in range(self.nvq):
+                vq = self._vq(i)
+                if vq == NULL:
+                    continue
+                parts = moved.get(i)
+                if parts is None:
+                    vq.ready = 0
+                else:
+                    vq.desc = <uint8_t *><uintptr_t>parts[0]
+                    vq.avail = <uint8_t *><uintptr_t>parts[1]
+                    vq.used = <uint8_t *><uintptr_t>parts[2]
         finally:
             self._unlock_all()
 
