@@ -33,7 +33,7 @@ def rig(eal, tmp_path):
     port.close()
     g.close()
     mem.close()
-    pool.free()
+    pool.close()
 
 
 def _prepare(g, direction, frame_len, interrupts):

@@ -740,5 +740,5 @@ cdef class _CtrlQueue:
 
     def release(self):
         if self.zone is not None:
-            self.zone.free()
+            self.zone.close()
             self.zone = None
