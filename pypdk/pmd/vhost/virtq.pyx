@@ -331,6 +331,8 @@ cdef uint16_t vhost_rx_burst(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil
             pkts[nb] = m
             nb += 1
             nbytes += m.pkt_len
+        else:
+            vq.stats.errors += 1    # a dropped bad packet (its reason in drops[])
     if used:
         vq_publish(vq, used)
     vq.stats.packets += nb
@@ -432,6 +434,8 @@ cdef uint16_t vhost_tx_burst(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil
         if r == _OK:
             sent += 1
             nbytes += pkts[i].pkt_len
+        else:
+            vq.stats.errors += 1    # too big for the guest's buffer: dropped (drops[NO_FIT])
         i += 1
     if used:
         vq_publish(vq, used)

@@ -412,6 +412,7 @@ def test_bad_packets_are_counted_drops_and_the_ring_goes_on(vhost, guest, case, 
     assert [m.bytes() for m in got] == [frame(64, 8)]
     got[0].free()
     assert port.xstats()[f"rx_q0_drop_{drop}"] == 1
+    assert port.stats()["ierrors"] == 1 and port.stats()["ipackets"] == 1
     assert len(g.tx_reclaim()) == 2                 # the dropped chain came back too
     assert port.link["up"]
 

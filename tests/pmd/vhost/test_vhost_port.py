@@ -113,7 +113,7 @@ def test_without_mergeable_buffers_a_frame_too_big_for_the_buffer_is_dropped(vho
     assert port.tx_burst(0, mbufs(pool, [frame(1500), frame(1700)])) == 2
     got = g.recv()
     assert [b for _, b in got] == [frame(1500)]
-    assert port.xstats()["tx_q0_drop_no_fit"] == 1
+    assert port.xstats()["tx_q0_drop_no_fit"] == 1 and port.stats()["oerrors"] == 1
 
 
 def test_legacy_header_is_ten_bytes(vhost, guest, pool):
