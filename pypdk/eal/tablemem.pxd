@@ -11,18 +11,8 @@
 # These tables are process memory, not EAL memory: no device or VM reaches
 # them, so they need neither hugetlbfs files nor an IOVA.
 
-cdef extern from "<sys/mman.h>" nogil:
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
-    int munmap(void *addr, size_t length)
-    int madvise(void *addr, size_t length, int advice)
-    void *MAP_FAILED
-    enum:
-        PROT_READ
-        PROT_WRITE
-        MAP_PRIVATE
-        MAP_ANONYMOUS
-        MAP_NORESERVE
-        MADV_HUGEPAGE
+from posix.mman cimport (mmap, munmap, madvise, MAP_FAILED, PROT_READ, PROT_WRITE, MAP_PRIVATE,
+                         MAP_ANONYMOUS, MAP_NORESERVE, MADV_HUGEPAGE)
 
 
 # `size` zeroed bytes, page-aligned, backed on first touch; NULL (errno set)
