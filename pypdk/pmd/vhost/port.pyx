@@ -640,8 +640,9 @@ cdef class Port(EthDev):
             raise Violation("out_of_order", f"vring {idx} kicked before its "
                             + ("memory table" if self.mem is None else
                                "size" if not r.num else "addresses"))
-        r.started = True
-        r.fresh = True
+        if not r.started:                   # a new kick fd for a running ring keeps its place
+            r.started = True
+            r.fresh = True
         self._sync(idx)
 
     def _ring_live(self, int idx):

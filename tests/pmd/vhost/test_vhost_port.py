@@ -323,3 +323,19 @@ def test_close_removes_the_socket_and_a_stale_one_is_replaced(vhost, sock_dir):
     assert path.exists()
     port.close()
     assert not path.exists()
+
+
+def test_a_new_kick_fd_for_a_running_ring_keeps_its_place(vhost, guest):
+    port = vhost()
+    g = guest(port.iface)
+    for i in range(3):
+        g.send(frame(64, i))
+    for m in rx_all(port, want=3):
+        m.free()
+    kick = os.eventfd(0)
+    g.fe.set_u64(P.SET_VRING_KICK, 1, [kick])
+    os.close(kick)
+    g.send(frame(64, 7))
+    got = rx_all(port)
+    assert [m.bytes() for m in got] == [frame(64, 7)] and port.vring_state(1)["last_avail"] == 4
+    got[0].free()
