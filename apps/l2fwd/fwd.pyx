@@ -22,12 +22,10 @@ from pypdk.worker.lcore_loop cimport BurstHook, burst_hook_new, pd_hop
 from pypdk.worker.rtc cimport RtcWorker, pd_rtc_conf, rtc_round, rtc_loop
 
 from pd_compiler cimport pd_prefetch0
-
-cdef enum:
-    ETH_HLEN = 14
+from pypdk.net.ether cimport PD_ETHER_HDR_LEN, PD_ETHER_ADDR_LEN
 
 ctypedef struct l2fwd_ctx:
-    unsigned char hdr[PD_MAX_ETHPORTS][12]     # per tx port: dst MAC then src MAC
+    unsigned char hdr[PD_MAX_ETHPORTS][2 * PD_ETHER_ADDR_LEN]   # per tx port: dst MAC then src MAC
 
 
 cdef inline uint16_t l2fwd_rewrite(void *ctx, pd_hop *hop, pd_mbuf **pkts,
@@ -39,9 +37,9 @@ cdef inline uint16_t l2fwd_rewrite(void *ctx, pd_hop *hop, pd_mbuf **pkts,
         m = pkts[i]
         if i + 1 < n:
             pd_prefetch0(<char *>pkts[i + 1].buf_addr + pkts[i + 1].data_off)
-        if pd_unlikely(m.data_len < ETH_HLEN):
+        if pd_unlikely(m.data_len < PD_ETHER_HDR_LEN):
             continue                            # left in the tail: freed and counted
-        memcpy(<char *>m.buf_addr + m.data_off, hdr, 12)
+        memcpy(<char *>m.buf_addr + m.data_off, hdr, 2 * PD_ETHER_ADDR_LEN)
         if keep != i:
             pkts[i] = pkts[keep]
             pkts[keep] = m
@@ -74,7 +72,7 @@ cdef class MacTable:
         memcpy(&self.ctx.hdr[port_id][6], <const char *>mac, 6)
 
     def header(self, int port_id):
-        return bytes(self.ctx.hdr[port_id][:12])
+        return bytes(self.ctx.hdr[port_id][:2 * PD_ETHER_ADDR_LEN])
 
     def hook(self):
         return burst_hook_new(l2fwd_rewrite, &self.ctx, self, "l2fwd_rewrite")
