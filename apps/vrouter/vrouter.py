@@ -30,6 +30,7 @@ control socket share a lock).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import struct
 
@@ -49,6 +50,7 @@ VNI_MAX = (1 << 24) - 1             # a VXLAN network identifier is 24 bits
 PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "icmp": socket.IPPROTO_ICMP,
           "icmp6": socket.IPPROTO_ICMPV6, "any": 0}
 SPECIAL_VIFS = ("fabric", "vhost", "agent")     # at most one of each per vRouter
+_PCI_ADDR = re.compile(r"^(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7](,|$)")
 
 
 class VRouter:
@@ -87,14 +89,18 @@ class VRouter:
     # ---- ports ---------------------------------------------------------------
 
     def open_port(self, port, queues=1):
-        """A started port for a vif: a --vdev spec (opened here), the id of a
-        port the runner opened, or an EthDev."""
+        """A started port for a vif: a --vdev spec or a PCI address bound to
+        vfio-pci (opened here), the id of a port the runner opened, or an EthDev."""
         if isinstance(port, int) and not isinstance(port, bool):
             dev = self.runner_ports.get(port)
             if dev is None:
                 raise UsageError(f"port {port} is not a --vdev port of this run",
                                  "give a --vdev spec string or the id of a --vdev port")
             owned = False
+        elif isinstance(port, str) and _PCI_ADDR.match(port):
+            bdf, _, rest = port.partition(",")      # a vfio-pci NIC (DPDK mode's fabric)
+            dev = pypdk.pmd.open_pci(bdf, **dict(kv.split("=", 1) for kv in rest.split(",") if kv))
+            owned = True
         elif isinstance(port, str):
             dev = pypdk.pmd.open(port)
             owned = True
