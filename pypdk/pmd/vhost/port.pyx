@@ -33,7 +33,9 @@ PROTOCOL_FEATURES; protocol features MQ and REPLY_ACK. No checksum or GSO
 offload is offered (CSUM, GUEST_CSUM, TSO/UFO), so a guest finishes its own
 checksums and never sends a frame longer than its MTU; a header that asks
 for an offload anyway is dropped and counted. Not offered either: dirty
-logging (LOG_ALL, no live migration), IOTLB, CONFIG, the packed ring.
+logging (LOG_ALL, no live migration), IOTLB, CONFIG, the packed ring. The
+control virtqueue (CTRL_VQ) stays in QEMU, which serves it and turns the
+guest's multi-queue choice into SET_VRING_ENABLE messages.
 
 The frontend is not trusted. Every message is checked before it changes
 anything: its header (version, size at most 4096), its payload size, its fd

@@ -24,6 +24,11 @@ which stops the whole port (port.pyx). A bad packet (no room for the
 header, offload flags we did not offer, too long, a runt) is a counted drop
 and its head goes back to the guest.
 
+Kicks: the port polls, so it asks the guest not to notify it: the used
+ring's VRING_USED_F_NO_NOTIFY is set when a ring starts, and with EVENT_IDX
+avail_event is left where it is (the guest kicks once per 65536 buffers at
+most). The kick eventfd is kept for the protocol and never read.
+
 Offloads: neither CSUM nor any GSO feature is offered (a Linux guest would
 then send TCP with unfinished checksums), so a header that asks for one is
 dropped and counted; headers we write have flags 0 and GSO none.
