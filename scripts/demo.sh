@@ -6,6 +6,11 @@
 # operator's view (vif --list, dropstats), then everything torn down.
 # Options go to examples/vrouter_demo.py: --encap mplsoudp|mplsogre|vxlan, --mb N, --no-huge.
 set -euo pipefail
+if [ "$(id -u)" != 0 ]; then     # root is needed; re-run through sudo where there is one
+    command -v sudo >/dev/null && exec sudo -E bash "$0" "$@"
+    echo "$(basename "$0"): run this as root (there is no sudo here)" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=${PYTHON:-python3}

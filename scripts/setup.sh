@@ -2,6 +2,11 @@
 # Install what pypdk, its tests and its demo need on a fresh Debian 12 machine
 # (run as root), build pypdk in place, and reserve hugepages. Idempotent.
 set -euo pipefail
+if [ "$(id -u)" != 0 ]; then     # root is needed; re-run through sudo where there is one
+    command -v sudo >/dev/null && exec sudo -E bash "$0" "$@"
+    echo "$(basename "$0"): run this as root (there is no sudo here)" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 
 need_apt=()
