@@ -4,9 +4,9 @@ from libc.string cimport memcpy, memset
 from pypdk.mempool.mbuf cimport pd_mbuf, pktmbuf_alloc, pktmbuf_free, mbuf_append
 from pypdk.net.byteorder cimport pd_ntohs, pd_htons, pd_htonl, PD_BE16
 from pypdk.net.ether cimport pd_ether_hdr, PD_ETHER_TYPE_IPV4
-from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPPROTO_ICMP, PD_IPPROTO_ICMPV6
+from pypdk.net.ipv4 cimport pd_ipv4_hdr, PD_IPPROTO_ICMP, PD_IPPROTO_ICMPV6, PD_IPV4_HDR_LEN
 from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
-from pypdk.net.arp cimport pd_arp_hdr
+from pypdk.net.arp cimport pd_arp_hdr, PD_ARP_HRD_ETHER
 from pypdk.net.icmp cimport (pd_icmp_hdr, pd_nd_ns_hdr, pd_nd_na_hdr, pd_nd_opt_lladdr, PD_ICMP6_NEIGH_SOLICIT,
                              PD_ICMP6_NEIGH_ADVERT, PD_ND_OPT_TARGET_LLADDR, PD_ND_NA_FLAG_ROUTER,
                              PD_ND_NA_FLAG_SOLICITED, PD_ND_NA_FLAG_OVERRIDE)
@@ -38,7 +38,7 @@ cdef void icmp4_error(vr_worker *w, vr_vif *vif, pd_mbuf *m, const pd_ipv4_hdr *
         quote = avail
     if quote > ICMP_QUOTE:
         quote = ICMP_QUOTE
-    p = <uint8_t *>mbuf_append(e, <uint16_t>(ETH_LEN + 20 + 8 + quote))
+    p = <uint8_t *>mbuf_append(e, <uint16_t>(ETH_LEN + PD_IPV4_HDR_LEN + sizeof(pd_icmp_hdr) + quote))
     if p == NULL:                       # a pool whose data room cannot hold the error
         pktmbuf_free(e)
         w.st.drop[DROP_NO_MBUF] += 1
@@ -48,7 +48,7 @@ cdef void icmp4_error(vr_worker *w, vr_vif *vif, pd_mbuf *m, const pd_ipv4_hdr *
     oip = <pd_ipv4_hdr *>(p + ETH_LEN)
     oip.version_ihl = 0x45
     oip.type_of_service = 0
-    oip.total_length = pd_htons(<uint16_t>(20 + 8 + quote))
+    oip.total_length = pd_htons(<uint16_t>(PD_IPV4_HDR_LEN + sizeof(pd_icmp_hdr) + quote))
     oip.packet_id = 0
     oip.fragment_offset = 0
     oip.time_to_live = ICMP_TTL
@@ -56,12 +56,12 @@ cdef void icmp4_error(vr_worker *w, vr_vif *vif, pd_mbuf *m, const pd_ipv4_hdr *
     oip.src_addr = r.icmp_src
     oip.dst_addr = ip.src_addr
     oip.hdr_checksum = ipv4_hdr_cksum(oip)
-    ic = <pd_icmp_hdr *>(p + ETH_LEN + 20)
+    ic = <pd_icmp_hdr *>(p + ETH_LEN + PD_IPV4_HDR_LEN)
     ic.icmp_type = type
     ic.icmp_code = code
     memcpy(&ic.icmp_ident, &rest_be, 4)
-    memcpy(p + ETH_LEN + 28, ip, quote)
-    ic.icmp_cksum = icmp_cksum(ic, 8 + quote)
+    memcpy(p + ETH_LEN + PD_IPV4_HDR_LEN + sizeof(pd_icmp_hdr), ip, quote)
+    ic.icmp_cksum = icmp_cksum(ic, sizeof(pd_icmp_hdr) + quote)
     tx_enqueue(w, vif.id, 0, e)
 
 
@@ -71,7 +71,7 @@ cdef bint arp_from_vm(vr_worker *w, vr_vif *vif, pd_mbuf *m) noexcept nogil:
     cdef pd_arp_hdr *a = <pd_arp_hdr *>(p + ETH_LEN)
     cdef uint32_t nh, label, tip, sip
     cdef uint8_t dst4[20]
-    if pd_unlikely(m.data_len < ETH_LEN + 28 or a.arp_hardware != PD_BE16(1)
+    if pd_unlikely(m.data_len < ETH_LEN + sizeof(pd_arp_hdr) or a.arp_hardware != PD_BE16(PD_ARP_HRD_ETHER)
                    or a.arp_protocol != PD_BE16(PD_ETHER_TYPE_IPV4) or a.arp_hlen != 6 or a.arp_plen != 4):
         drop(w, m, vif.id, DROP_INVALID_ARP)
         return True

@@ -17,6 +17,8 @@ from libc.string cimport memcpy, memset
 from pypdk.mempool.mbuf cimport pd_mbuf
 from pypdk.net.byteorder cimport pd_load_u16, PD_BE16
 from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6
+from pypdk.net.ipv4 cimport PD_IPV4_HDR_LEN
+from pypdk.net.ipv6 cimport PD_IPV6_HDR_LEN
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from pypdk.net.flow_hash cimport pd_flow_hash, flow_hash_lookup
@@ -73,9 +75,9 @@ cdef inline bint bridge_pre(vr_worker *w, vr_vif *in_vif, uint16_t in_id, pd_mbu
     cdef uint16_t mirror = VR_NO_VIF
     cdef bint is_ip = et == PD_BE16(PD_ETHER_TYPE_IPV4) or et == PD_BE16(PD_ETHER_TYPE_IPV6)
     cdef bint src_policy = in_vif != NULL and (in_vif.flags & VIF_F_POLICY) != 0 and is_ip
-    if et == PD_BE16(PD_ETHER_TYPE_IPV4) and m.data_len >= ETH_LEN + 20:
+    if et == PD_BE16(PD_ETHER_TYPE_IPV4) and m.data_len >= ETH_LEN + PD_IPV4_HDR_LEN:
         l4off = key_fill(&c.k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 4)
-    elif et == PD_BE16(PD_ETHER_TYPE_IPV6) and m.data_len >= ETH_LEN + 40:
+    elif et == PD_BE16(PD_ETHER_TYPE_IPV6) and m.data_len >= ETH_LEN + PD_IPV6_HDR_LEN:
         l4off = key_fill(&c.k, p + ETH_LEN, m.data_len - ETH_LEN, vrf, 6)
     if l4off >= 0:
         hv = key_hash(r, &c.k)

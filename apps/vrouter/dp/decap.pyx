@@ -4,15 +4,15 @@ from pypdk.mempool.mbuf cimport pd_mbuf, mbuf_adj, pktmbuf_free
 from pypdk.net.byteorder cimport pd_ntohs, pd_ntohl, pd_load_u16, pd_load_u32, PD_BE16
 from pypdk.net.ether cimport PD_ETHER_TYPE_IPV4, PD_ETHER_TYPE_IPV6, PD_ETHER_TYPE_ARP, PD_ETHER_TYPE_MPLS
 from pypdk.net.ipv4 cimport (pd_ipv4_hdr, ipv4_hdr_ok, ipv4_hdr_len, ipv4_is_fragment, PD_IPPROTO_UDP,
-                             PD_IPPROTO_GRE)
+                             PD_IPPROTO_GRE, PD_IPV4_HDR_LEN)
 from pypdk.net.ipv6 cimport pd_ipv6_hdr, PD_IPV6_HDR_LEN
 from pypdk.net.udp cimport pd_udp_hdr, PD_UDP_HDR_LEN, PD_UDP_PORT_MPLS, PD_UDP_PORT_VXLAN
-from pypdk.net.gre cimport pd_gre_hdr, gre_hdr_ok, gre_hdr_len
-from pypdk.net.vxlan cimport pd_vxlan_hdr, vxlan_vni_valid, vxlan_get_vni
+from pypdk.net.gre cimport pd_gre_hdr, gre_hdr_ok, gre_hdr_len, PD_GRE_HDR_LEN
+from pypdk.net.vxlan cimport pd_vxlan_hdr, vxlan_vni_valid, vxlan_get_vni, PD_VXLAN_HDR_LEN
 from pypdk.net.cksum cimport ipv4_hdr_cksum_ok, ipv4_nat_rewrite
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
-from pypdk.net.mpls cimport pd_mpls_hdr, mpls_get_label, mpls_get_bos
+from pypdk.net.mpls cimport pd_mpls_hdr, mpls_get_label, mpls_get_bos, PD_MPLS_HDR_LEN
 from pypdk.net.flow_hash cimport flow_hash_lookup, flow_hash_add, flow_hash_delete
 from apps.vrouter.dp.vif cimport ETH_LEN, TRAP_ARP, drop, eth_write, tx_enqueue, vif_tx, trap, pkt_copy, mirror_tx
 from apps.vrouter.dp.route cimport ipv4_check, ipv6_check
@@ -55,7 +55,7 @@ cdef inline bint mpls_decap_pre(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t 
     cdef uint8_t *l3
     cdef uint8_t family
     cdef int rc, l4off
-    if pd_unlikely(m.data_len < off + 4 + 20):
+    if pd_unlikely(m.data_len < off + PD_MPLS_HDR_LEN + PD_IPV4_HDR_LEN):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
         return False
     mh = <const pd_mpls_hdr *>(p + off)
@@ -74,14 +74,14 @@ cdef inline bint mpls_decap_pre(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t 
     if pd_unlikely(nh == NULL):
         drop(w, m, fab.id, DROP_INVALID_NH)
         return False
-    l3 = p + off + 4
-    avail = m.data_len - off - 4
+    l3 = p + off + PD_MPLS_HDR_LEN
+    avail = m.data_len - off - PD_MPLS_HDR_LEN
     if (l3[0] >> 4) == 4:
         family = 4
-        rc = ipv4_check(<pd_ipv4_hdr *>l3, avail, m.pkt_len - off - 4)
+        rc = ipv4_check(<pd_ipv4_hdr *>l3, avail, m.pkt_len - off - PD_MPLS_HDR_LEN)
     elif (l3[0] >> 4) == 6:
         family = 6
-        rc = ipv6_check(<pd_ipv6_hdr *>l3, avail, m.pkt_len - off - 4)
+        rc = ipv6_check(<pd_ipv6_hdr *>l3, avail, m.pkt_len - off - PD_MPLS_HDR_LEN)
     else:
         rc = DROP_INVALID_PACKET
     if pd_unlikely(rc != 0):
@@ -141,7 +141,7 @@ cdef inline void mpls_decap_fin(vr_worker *w, vr_vif *fab, vr_pkt *c) noexcept n
             return
     # Outer headers off; the VM's L2 header in their place (trailing bytes
     # past the inner packet, Ethernet padding, go too).
-    mbuf_adj(m, <uint16_t>(c.off + 4 - ETH_LEN))
+    mbuf_adj(m, <uint16_t>(c.off + PD_MPLS_HDR_LEN - ETH_LEN))
     if c.family == 4:
         len3 = pd_ntohs((<pd_ipv4_hdr *>c.l3).total_length)
     else:
@@ -163,7 +163,7 @@ cdef inline bint vxlan_decap_pre(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t
     cdef uint8_t *p = <uint8_t *>m.buf_addr + m.data_off
     cdef const pd_vxlan_hdr *vx
     cdef uint32_t vni, vrf
-    if pd_unlikely(m.data_len < off + 8 + ETH_LEN):
+    if pd_unlikely(m.data_len < off + PD_VXLAN_HDR_LEN + ETH_LEN):
         drop(w, m, fab.id, DROP_INVALID_PACKET)
         return False
     vx = <const pd_vxlan_hdr *>(p + off)
@@ -175,7 +175,7 @@ cdef inline bint vxlan_decap_pre(vr_worker *w, vr_vif *fab, pd_mbuf *m, uint32_t
         drop(w, m, fab.id, DROP_INVALID_VNI)
         return False
     w.st.vrf[vrf][VRFS_VXLAN_DECAPS] += 1
-    mbuf_adj(m, <uint16_t>(off + 8))
+    mbuf_adj(m, <uint16_t>(off + PD_VXLAN_HDR_LEN))
     if bridge_pre(w, NULL, fab.id, m, <uint16_t>vrf, c):
         c.kind = KIND_BRIDGE
         return True
@@ -262,7 +262,7 @@ cdef inline bint fabric_pre(vr_worker *w, vr_vif *vif, pd_mbuf *m, vr_pkt *c) no
                     if u.dst_port == PD_BE16(PD_UDP_PORT_MPLS):
                         return mpls_decap_pre(w, vif, m, ETH_LEN + hl + PD_UDP_HDR_LEN, TUN_MPLSOUDP, c)
                     return vxlan_decap_pre(w, vif, m, ETH_LEN + hl + PD_UDP_HDR_LEN, c)
-            elif ip.next_proto_id == PD_IPPROTO_GRE and avail >= hl + 4:
+            elif ip.next_proto_id == PD_IPPROTO_GRE and avail >= hl + PD_GRE_HDR_LEN:
                 g = <const pd_gre_hdr *>(<uint8_t *>ip + hl)
                 if g.proto == PD_BE16(PD_ETHER_TYPE_MPLS):
                     if pd_unlikely(pd_ntohs(ip.total_length) > avail or not gre_hdr_ok(g)):

@@ -121,7 +121,7 @@ cdef inline void encap_vxlan(vr_worker *w, vr_vif *in_vif, pd_mbuf *m, const vr_
         return
     if pd_unlikely(inner + VXLAN_HLEN - ETH_LEN > fab.mtu):
         l3 = <uint8_t *>m.buf_addr + m.data_off + ETH_LEN
-        if in_vif != NULL and pd_load_u16(l3 - 2) == PD_BE16(PD_ETHER_TYPE_IPV4) and inner >= ETH_LEN + 20:
+        if in_vif != NULL and pd_load_u16(l3 - 2) == PD_BE16(PD_ETHER_TYPE_IPV4) and inner >= ETH_LEN + PD_IPV4_HDR_LEN:
             mtu_exceeded(w, in_vif, m, l3, 4, fab.mtu, VXLAN_HLEN)
         else:
             drop(w, m, in_id, DROP_MTU_EXCEEDED)
