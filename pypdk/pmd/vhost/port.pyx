@@ -466,8 +466,8 @@ cdef class Port(EthDev):
             if req == P.GET_VRING_BASE:
                 return P.VRING_STATE.pack(idx, self._stop_ring(idx))
             if req == P.SET_VRING_ENABLE:
-                if not self.features & P.bit(P.VHOST_USER_F_PROTOCOL_FEATURES):
-                    raise Violation("not_negotiated", "SET_VRING_ENABLE needs PROTOCOL_FEATURES")
+                # QEMU enables queue pairs as soon as the protocol features are
+                # agreed, before SET_FEATURES: PROTOCOL_FEATURES offered is enough.
                 if num not in (0, 1):
                     raise Violation("payload_size", f"enable {num} (0 or 1)")
                 r.enabled = bool(num)

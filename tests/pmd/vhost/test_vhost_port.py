@@ -339,3 +339,45 @@ def test_a_new_kick_fd_for_a_running_ring_keeps_its_place(vhost, guest):
     got = rx_all(port)
     assert [m.bytes() for m in got] == [frame(64, 7)] and port.vring_state(1)["last_avail"] == 4
     got[0].free()
+
+
+def test_qemu_message_order_enables_rings_before_the_features(vhost, pool):
+    """QEMU's order: protocol features, SET_OWNER, call fds and SET_VRING_ENABLE
+    for pair 0 right away, and only when the guest driver starts SET_FEATURES,
+    the memory table and each ring's num, base, addresses and kick."""
+    port = vhost()
+    mem = GuestMemory()
+    fe = Frontend.connect(port.iface)
+    try:
+        offered = fe.get_u64(P.GET_FEATURES)
+        fe.get_u64(P.GET_PROTOCOL_FEATURES)
+        fe.set_u64(P.SET_PROTOCOL_FEATURES, P.bit(P.PROTOCOL_F_MQ) | P.bit(P.PROTOCOL_F_REPLY_ACK))
+        fe.ack = True
+        assert fe.get_u64(P.GET_QUEUE_NUM) == 1
+        assert fe.request(P.SET_OWNER) == 0
+        vqs = [Virtq(mem, i, 256) for i in range(2)]
+        for vq in vqs:
+            assert fe.set_u64(P.SET_VRING_CALL, vq.idx, [vq.call]) == 0
+        for vq in vqs:
+            assert fe.vring_state(P.SET_VRING_ENABLE, vq.idx, 1) == 0
+        assert port.link["up"] is False                 # enabled, not started
+        assert fe.set_u64(P.SET_FEATURES, GOOD_FEATURES & offered) == 0
+        assert fe.set_mem_table(mem) == 0
+        for vq in vqs:
+            fe.vring_state(P.SET_VRING_NUM, vq.idx, 256)
+            fe.vring_state(P.SET_VRING_BASE, vq.idx, 0)
+            fe.set_vring_addr(vq.idx, mem.uva(vq.desc), mem.uva(vq.used), mem.uva(vq.avail))
+            assert fe.set_u64(P.SET_VRING_KICK, vq.idx, [vq.kick]) == 0
+        assert port.link["up"] is True
+        data = bytes(12) + frame(100)
+        gpa = mem.alloc(len(data))
+        mem.write(gpa, data)
+        vqs[1].post(vqs[1].chain([(gpa, len(data))]))
+        got = rx_all(port)
+        assert [m.bytes() for m in got] == [frame(100)]
+        got[0].free()
+        for vq in vqs:
+            vq.close()
+    finally:
+        fe.close()
+        mem.close()
