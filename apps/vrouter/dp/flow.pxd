@@ -28,9 +28,10 @@ from libc.string cimport memcpy, memset
 from pypdk.mempool.mbuf cimport pd_mbuf
 from pypdk.net.byteorder cimport pd_load_u16, pd_ntohs
 from pypdk.net.ipv4 cimport (pd_ipv4_hdr, ipv4_hdr_len, ipv4_is_fragment, PD_IPPROTO_UDP, PD_IPPROTO_TCP,
-                             PD_IPPROTO_ICMP)
-from pypdk.net.ipv6 cimport pd_ipv6_hdr, ipv6_skip_ext
-from pypdk.net.tcp cimport pd_tcp_hdr, PD_TCP_FIN, PD_TCP_RST
+                             PD_IPPROTO_ICMP, PD_IPV4_HDR_LEN)
+from pypdk.net.ipv6 cimport pd_ipv6_hdr, ipv6_skip_ext, PD_IPV6_HDR_LEN
+from pypdk.net.tcp cimport pd_tcp_hdr, PD_TCP_FIN, PD_TCP_RST, PD_TCP_HDR_LEN
+from pypdk.net.udp cimport PD_UDP_HDR_LEN
 from apps.vrouter.dp.drop cimport *
 from apps.vrouter.dp.vrouter cimport *
 from pypdk.net.flow_hash cimport (pd_flow_hash, pd_flow_key, flow_hash_hash, flow_hash_lookup_with_hash,
@@ -70,7 +71,7 @@ cdef inline int key_fill(pd_flow_key *k, const uint8_t *l3, uint32_t avail, uint
     k.family = family
     if family == 4:
         ip = <const pd_ipv4_hdr *>l3
-        if pd_unlikely(avail < 20):
+        if pd_unlikely(avail < PD_IPV4_HDR_LEN):
             return -1
         tot = pd_ntohs(ip.total_length)
         if tot < avail:
@@ -79,15 +80,15 @@ cdef inline int key_fill(pd_flow_key *k, const uint8_t *l3, uint32_t avail, uint
         memcpy(k.dst, &ip.dst_addr, 4)
         k.proto = ip.next_proto_id
         off = <int>ipv4_hdr_len(ip)
-        if pd_unlikely(off < 20 or <uint32_t>off > avail):
+        if pd_unlikely(off < PD_IPV4_HDR_LEN or <uint32_t>off > avail):
             return -1
         if ipv4_is_fragment(ip):
             return off              # no ports: the flow is per address pair
     else:
         ip6 = <const pd_ipv6_hdr *>l3
-        if pd_unlikely(avail < 40):
+        if pd_unlikely(avail < PD_IPV6_HDR_LEN):
             return -1
-        tot = <uint32_t>pd_ntohs(ip6.payload_len) + 40
+        tot = <uint32_t>pd_ntohs(ip6.payload_len) + PD_IPV6_HDR_LEN
         if tot < avail:
             avail = tot
         memcpy(k.src, ip6.src_addr, 16)
@@ -97,7 +98,7 @@ cdef inline int key_fill(pd_flow_key *k, const uint8_t *l3, uint32_t avail, uint
             return -1
         k.proto = proto
     if k.proto == PD_IPPROTO_TCP or k.proto == PD_IPPROTO_UDP:
-        if pd_unlikely(<uint32_t>off + (20 if k.proto == PD_IPPROTO_TCP else 8) > avail):
+        if pd_unlikely(<uint32_t>off + (PD_TCP_HDR_LEN if k.proto == PD_IPPROTO_TCP else PD_UDP_HDR_LEN) > avail):
             return -1
         k.sport = pd_load_u16(l3 + off)
         k.dport = pd_load_u16(l3 + off + 2)
