@@ -44,6 +44,8 @@ from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free_bulk,
                                  mbuf_mtod, PktMbufPool)
 from pypdk.mempool.mempool cimport pd_mempool
 from pd_compiler cimport pd_likely, pd_unlikely
+from pypdk.net.byteorder cimport pd_ntohs
+from pypdk.net.cksum cimport cksum_add, cksum_fold
 from pypdk.pmd.ethdev cimport pd_eth_fp, eth_port_fp, fp_rx_burst, fp_tx_burst
 
 from pypdk.errors import UsageError
@@ -128,20 +130,15 @@ ctypedef struct pg_conf:
     pg_rx_stats rx
 
 
+# The sums here are of 16-bit words read big-endian (so the flow's address
+# and port words add as numbers). pypdk.net.cksum sums the bytes as stored;
+# a ones' complement sum is byte-order independent (RFC 1071, 2.B), so its
+# folded sum read big-endian is this one. Carries are folded later.
 cdef inline uint32_t sum16(const uint8_t *p, uint32_t n, uint32_t s) noexcept nogil:
-    # RFC 1071: big-endian 16-bit words, ones' complement (carries folded later)
-    while n > 1:
-        s += (<uint32_t>p[0] << 8) | p[1]
-        p += 2
-        n -= 2
-    if n:
-        s += <uint32_t>p[0] << 8
-    return s
+    return s + pd_ntohs(cksum_fold(cksum_add(p, n, 0)))
 
 cdef inline uint32_t fold(uint32_t s) noexcept nogil:
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return s
+    return cksum_fold(s)
 
 
 # ---- tx ----------------------------------------------------------------------------
