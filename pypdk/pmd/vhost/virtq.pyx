@@ -209,6 +209,8 @@ cdef inline void vq_publish(vhost_vq *vq, uint16_t count) noexcept nogil:
 cdef inline int vq_begin(vhost_vq *vq, uint16_t *navail) noexcept nogil:
     """Take the lock and read avail.idx: 0 and the number of new heads, or -1 (no burst)."""
     cdef uint16_t idx, cnt
+    if pd_load_relaxed_u32(&vq.ready) == 0:
+        return -1               # a ring not in use costs one load a poll (checked again under the lock)
     if not vq_trylock(vq):
         return -1
     if pd_unlikely(not vq.ready or vq.dev.failed != 0):
