@@ -357,7 +357,9 @@ class Runner:
             lines += _as_lines(self.plan.periodic(last.t - self.first.t))
         print("\n".join(lines), file=self.out, flush=True)
         if self.cfg.stats_json:
-            stats.write_json(self.cfg.stats_json, stats.to_json(self.first, last, self.plan.app_stats()))
+            doc = stats.to_json(self.first, last, self.plan.app_stats())
+            doc["eal"] = self._eal_json()
+            stats.write_json(self.cfg.stats_json, doc)
         if self.task_error is not None:
             e = self.task_error
             if isinstance(e, PypdkError):
@@ -365,6 +367,16 @@ class Runner:
             print(f"pypdk-run: an lcore task raised {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             return 1
         return 0
+
+    def _eal_json(self) -> dict:
+        """--stats-json "eal": each lcore's cpu and NUMA node, the memory per node,
+        and each live zone (every mempool is one, under the pool's name) with its node."""
+        lay = self.eal.layout()
+        return {"main_lcore": self.eal.main_lcore,
+                "lcores": {str(lc): v for lc, v in lay["lcores"].items()},
+                "memory": {str(n): v for n, v in lay["memory"].items()},
+                "memzones": {z.name: {"node": z.socket_id, "mb": round(z.map_len / (1 << 20), 3)}
+                             for z in self.eal.memzones}}
 
     def _teardown(self, raise_errors: bool):
         """Undo whatever was brought up, in reverse; keep going past errors (first one re-raised)."""

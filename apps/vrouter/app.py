@@ -70,39 +70,58 @@ def setup(eal, ports, opts):
     if not workers:
         raise UsageError("vrouter needs at least one worker lcore (the main lcore runs the agent)",
                          "give two lcores or more, e.g. --lcores 0-1")
-    pool = PktMbufPool("vrouter_pool", opts.mbufs, cache_size=POOL_CACHE)
+    # A pool on each node that has forwarding lcores: a queue's mbufs come from
+    # the pool of the node of the lcore that polls it (lcores.py).
+    nodes = {lc: eal.socket_of(lc) for lc in workers}
+    pools = {}
+    try:
+        for node in sorted(set(nodes.values())):
+            pools[node] = PktMbufPool(f"vrouter_pool{node}", opts.mbufs, cache_size=POOL_CACHE, socket_id=node)
+    except BaseException:
+        _close_pools(pools)
+        raise
+    pool = pools[nodes[workers[0]]]
+    hz = tsc_hz()       # ticks of the flow clock (the TSC) per second
+    vr_kw = dict(ports=ports, lcores=nodes, pools=pools, burst=opts.burst, yield_after=opts.yield_after,
+                 tsc_hz=hz)
     try:
         if opts.config_path is not None:
-            vr = config.load(opts.config_path, pool, ports)
+            vr = config.load(opts.config_path, pool, **vr_kw)
         else:
-            vr = VRouter(pool, ports=ports)
+            vr = VRouter(pool, **vr_kw)
     except BaseException:
-        pool.close()
+        _close_pools(pools)
         raise
     try:
-        hz = tsc_hz()       # ticks of the flow clock (the TSC) per second
         vr.dp.set_flow_timeouts(opts.flow_timeout, 1.0, hz)
-        wk = {lc: vr.dp.add_worker(lc, opts.burst, opts.yield_after) for lc in workers}
-        assignment = vr.dp.rebalance()
+        wk = dict(vr.fwd.workers)
+        assignment = vr.fwd.publish()
     except BaseException:
         vr.close()
-        pool.close()
+        _close_pools(pools)
         raise
 
     try:
         control = _start_control(vr, opts, eal)
     except BaseException:
         vr.close()
-        pool.close()
+        _close_pools(pools)
         raise
 
     def close():
         control.close()
         vr.close()
-        pool.close()
+        _close_pools(pools)
+
+    def app_stats():
+        out = _locked(control, vr.stats_json)
+        out["pools"] = {f"vrouter_pool{n}": {"node": p.socket_id, "size": p.size, "in_use": p.in_use_count}
+                        for n, p in pools.items()}
+        out["lcore_nodes"] = {str(lc): n for lc, n in nodes.items()}
+        return out
 
     # Each forwarding lcore is a pypdk.worker LcoreWorker (dp/router.pyx Worker).
-    return make_plan(wk, close=close, app_stats=lambda: _locked(control, vr.stats_json),
+    return make_plan(wk, close=close, app_stats=app_stats,
                      periodic=_live_view(vr, control),
                      info={"lcores": {lc: pairs for lc, pairs in assignment.items()}, "vrouter": vr})
 
@@ -111,6 +130,11 @@ def setup(eal, ports, opts):
 # The agent owns the trap ring and ages flows; the control socket serves
 # pypdk-vrouter; both (and the stats below) take control.lock, the one
 # writer's lock of the vRouter's tables.
+
+def _close_pools(pools):
+    for p in pools.values():
+        p.close()
+
 
 def _start_control(vr, opts, eal):
     """The agent and the control socket; the name and the socket default from --file-prefix."""

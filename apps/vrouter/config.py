@@ -136,13 +136,14 @@ def check_vrouter(doc, name):
     return t
 
 
-def load(path, pool, ports=()):
-    """A VRouter built from the file at path (ports: the runner's --vdev ports)."""
+def load(path, pool, ports=(), **vr_kw):
+    """A VRouter built from the file at path (ports: the runner's --vdev ports;
+    vr_kw: VRouter's other keywords, e.g. its forwarding lcores and pools)."""
     name = str(path).rsplit("/", 1)[-1]
     doc = read(path)
     t = check_vrouter(doc, name)
     vr = VRouter(pool, t["mac"], t["underlay_ip"], t.get("icmp_src"), ports=ports,
-                 flow_max=t.get("flow_max", 1 << 16), mpls_max=t.get("mpls_max", 1 << 20))
+                 flow_max=t.get("flow_max", 1 << 16), mpls_max=t.get("mpls_max", 1 << 20), **vr_kw)
     try:
         apply(vr, doc, name)
     except BaseException:

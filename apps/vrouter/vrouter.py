@@ -64,9 +64,17 @@ class VRouter:
     """
 
     def __init__(self, pool, mac="00:00:5e:00:01:00", underlay_ip="0.0.0.0", icmp_src=None, *,
-                 ports=(), flow_max=1 << 16, mpls_max=1 << 20, bridge_max=1 << 16):
+                 ports=(), flow_max=1 << 16, mpls_max=1 << 20, bridge_max=1 << 16,
+                 lcores=None, pools=None, burst=32, yield_after=0, tsc_hz=None):
         self.pool = pool
         self.dp = Router(pool, mpls_max=mpls_max, flow_max=flow_max, bridge_max=bridge_max)
+        # The forwarding lcores ({lcore: node}) and their rx queue map (lcores.py),
+        # made before any vif so each port gets a tx queue per lcore.
+        self.fwd = None
+        if lcores:
+            from apps.vrouter.lcores import Lcores
+            self.fwd = Lcores(self.dp, lcores, pools or {n: pool for n in set(lcores.values())},
+                              burst, yield_after, tsc_hz)
         self.runner_ports = {p.port_id: p for p in ports}
         self.owned_ports = []
         self.vifs, self.nhs, self.routes, self.bridge = {}, {}, {}, {}
@@ -108,7 +116,10 @@ class VRouter:
             dev, owned = port, False
         try:
             if dev.state in ("probed", "stopped"):
-                dev.setup(self.pool, queues, queues)
+                if self.fwd is not None:
+                    self.fwd.setup_port(dev, queues, queues)
+                else:
+                    dev.setup(self.pool, queues, queues)
             if dev.state != "started":
                 dev.start()
         except BaseException:
@@ -219,8 +230,34 @@ class VRouter:
         for nid, nh in self.nhs.items():
             if nh.get("vif") == id:
                 self._nh_publish(nid)
-        self.dp.rebalance()
+        self._deal()
         return self._vif_view(id)
+
+    def _deal(self):
+        """Deal the vifs' rx queues to the forwarding lcores and publish the poll sets."""
+        if self.fwd is not None:
+            self.fwd.deal(self.vifs)
+        else:
+            self.dp.rebalance()
+
+    # ---- forwarding lcores (lcores.py) -----------------------------------------------
+
+    def _need_lcores(self):
+        if self.fwd is None:
+            raise UsageError("this vRouter has no forwarding lcores of its own",
+                             "run it with pypdk-run apps/vrouter --lcores 0-2 (tests: VRouter(..., lcores={1: 0}))")
+
+    def rxq_show(self):
+        """Each forwarding lcore (node, tx queue) with the rx queues it polls and
+        their busy share since the previous rxq_show (OVS's pmd-rxq-show)."""
+        self._need_lcores()
+        return self.fwd.show(self.vifs)
+
+    def rxq_rebalance(self):
+        """Deal the rx queues again by measured load, within each queue's node;
+        the new map as rxq_show gives it."""
+        self._need_lcores()
+        return self.fwd.rebalance(self.vifs)
 
     def _vif_publish(self, id):
         v = self.vifs[id]
@@ -253,7 +290,7 @@ class VRouter:
         del self.vifs[id]
         self.policies.pop(id, None)
         self._specials()
-        self.dp.rebalance()       # synchronizes: no lcore polls or sends on it any more
+        self._deal()              # synchronizes: no lcore polls or sends on it any more
         if v["dev"] is not None:
             self.close_port(v["dev"])
 

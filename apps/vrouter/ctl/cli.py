@@ -10,6 +10,7 @@
     pypdk-vrouter dropstats [--vif 3]
     pypdk-vrouter vrfstats --get 1
     pypdk-vrouter top                        # live per-vif rates, refreshed in place
+    pypdk-vrouter rxq [--show | --rebalance] # rx queue -> lcore map, busy share (pmd-rxq-show)
     pypdk-vrouter --json vif --list          # the control op's JSON result, for scripts
 
 and the add/delete forms (`vif --add 3 --type virtual --port ... --vrf 1
@@ -376,6 +377,20 @@ def dropstats(c, vif):
 def vrfstats(c, get):
     """A VRF's counters by path (encaps, decaps, floods, proxies...)."""
     c.out(c.call("vrfstats", vrf=get), lambda d: show.vrfstats(d, get))
+
+
+@cli.command()
+@click.option("--show", "show_", is_flag=True, help="each lcore's rx queues and their busy share (default)")
+@click.option("--rebalance", is_flag=True, help="deal the rx queues again by measured load")
+@pass_ctx
+def rxq(c, show_, rebalance):
+    """Forwarding lcores and their rx queues (OVS's pmd-rxq-show / pmd-rxq-rebalance).
+
+    The busy share of a queue is the part of its lcore's time spent on its
+    bursts since the previous --show (or --rebalance)."""
+    if show_ and rebalance:
+        raise click.UsageError("give one of --show, --rebalance")
+    c.out(c.call("rxq_rebalance" if rebalance else "rxq_show"), show.rxq_show)
 
 
 @cli.command()

@@ -70,6 +70,7 @@ OPS: dict[str, str] = {
     "policy_add": "w", "policy_clear": "w", "policy_list": "r",
     "fip_add": "w", "fip_del": "w",
     "flow_list": "r", "dropstats": "r", "vrfstats": "r",
+    "rxq_show": "r", "rxq_rebalance": "w",
 }
 
 

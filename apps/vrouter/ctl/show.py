@@ -251,3 +251,19 @@ def vif_rates(prev: list[dict] | None, cur: list[dict], dt: float, title: str = 
                      c["rx_packets"], c["tx_packets"]])
     return table(["Vif", "Name", "RX pps", "RX bps", "TX pps", "TX bps", "Drops/int", "RX total", "TX total"],
                  rows, title)
+
+
+def rxq_show(r: dict) -> list[str]:
+    """OVS's pmd-rxq-show layout: a block per forwarding lcore, a line per rx queue."""
+    lines = [f"rx queue busy shares over the last {_g(r, 'interval_s', default=0):g} s"]
+    for lc in _g(r, "lcores", default=[]):
+        lines.append(f"lcore {lc['lcore']}  node {lc['node']}  txq {_g(lc, 'txq')}  "
+                     f"busy {100 * lc.get('busy', 0):.1f} %")
+        rxqs = lc.get("rxqs") or []
+        if not rxqs:
+            lines.append("  (no rx queues)")
+        for q in rxqs:
+            node = q.get("port_node", -1)
+            lines.append(f"  vif {q['vif']:<3} queue {q['queue']:<2} port {_g(q, 'port'):<24} "
+                         f"node {node if node >= 0 else '-':<2} busy {100 * q.get('busy', 0):5.1f} %")
+    return lines

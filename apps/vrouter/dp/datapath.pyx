@@ -80,6 +80,7 @@ cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil:
     cdef vr_pollset *ps = vr_load_ps(&w.ps)
     cdef pd_mbuf *pkts[64]
     cdef uint32_t i, j, nb, total = 0
+    cdef uint64_t t0
     cdef vr_vif *vif
     for i in range(ps.n if ps != NULL else 0):
         vif = vr_load_vif(&r.vifs[ps.p[i].vif])
@@ -90,7 +91,9 @@ cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil:
             continue
         total += nb
         w.lc.stats.taken += nb         # the input paths consume every mbuf
+        t0 = pd_rdtsc()
         vr_process_burst(w, ps.p[i].vif, ps.p[i].queue, pkts, nb)
+        w.st.vifq_cycles[ps.p[i].vif][ps.p[i].queue] += pd_rdtsc() - t0
     if w.owns_inject and r.inject != NULL:
         # The inject ring is single-consumer: one worker (owns_inject) drains it.
         nb = ring_sc_dequeue_burst(r.inject, <void **>pkts, 32)

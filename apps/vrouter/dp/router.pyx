@@ -137,6 +137,17 @@ cdef class Worker(LcoreWorker):
     def running(self):
         return bool(pd_load_acquire_int(&self.w.running))
 
+    def pollset_pairs(self):
+        """The (vif, queue) pairs it polls."""
+        cdef vr_pollset *ps = self.w.ps
+        cdef uint32_t i
+        return [] if ps == NULL else [(ps.p[i].vif, ps.p[i].queue) for i in range(ps.n)]
+
+    @property
+    def txq(self):
+        """Its tx queue on vifs with a tx queue per lcore."""
+        return self.w.txq
+
     cdef void set_pollset(self, list pairs):
         cdef vr_pollset *ps = <vr_pollset *>calloc(1, sizeof(vr_pollset))
         cdef vr_pollset *old
@@ -271,10 +282,21 @@ cdef class Router:
     # ---- workers -----------------------------------------------------------
 
     def add_worker(self, int lcore, burst=32, yield_after=0):
-        """A forwarding context for lcore (yield_after: see app.py --yield-after)."""
+        """A forwarding context for lcore (yield_after: see app.py --yield-after).
+
+        Its tx queue on `lcore_txq` vifs is its index among the workers; a
+        vif whose port has fewer tx queues than there are workers now goes
+        back to the shared queues and their lock (add the workers first).
+        """
         cdef Worker wk = Worker(self, lcore, burst, yield_after)
+        cdef vr_vif *v
+        wk.w.txq = len(self.workers)
         self.workers.append(wk)
         self.r.tx_locking = len(self.workers) > 1
+        for i in range(VR_MAX_VIFS):
+            v = self.r.vifs[i]
+            if v != NULL and v.lcore_txq and v.fp.nb_txq < len(self.workers):
+                v.lcore_txq = 0
         (<Worker>self.workers[0]).w.owns_inject = 1
         self.poller.w.owns_inject = 0
         return wk
@@ -296,6 +318,47 @@ cdef class Router:
             wk.set_pollset(pairs[k::n])
         self.synchronize()
         return {wk.lcore: pairs[k::n] for k, wk in enumerate(self.workers)}
+
+    def assign(self, dict pollsets):
+        """Publish {lcore: [(vif, queue), ...]} as the lcore workers' poll sets
+        (the Python poller polls every pair of them).
+
+        A queue that moves between lcores is never polled by two at once:
+        each worker first drops what it loses, and only after every worker
+        passed a quiescent point (synchronize) does any take what it gains.
+        """
+        cdef Worker wk
+        cdef list pairs = []
+        for lc in sorted(pollsets):
+            pairs.extend(pollsets[lc])
+        self.poller.set_pollset(sorted(pairs))
+        old = {wk.lcore: list(wk.pollset_pairs()) for wk in self.workers}
+        for wk in self.workers:
+            new = set(pollsets.get(wk.lcore, ()))
+            wk.set_pollset([p for p in old[wk.lcore] if p in new])
+        self.synchronize()
+        for wk in self.workers:
+            wk.set_pollset(list(pollsets.get(wk.lcore, ())))
+        self.synchronize()
+        return {wk.lcore: list(pollsets.get(wk.lcore, ())) for wk in self.workers}
+
+    def rxq_cycles(self):
+        """{(vif, queue): TSC cycles spent on its bursts, summed over every
+        forwarding context} for the pairs that have any."""
+        cdef Worker wk
+        cdef int v, q
+        out = {}
+        for wk in self._all_workers():
+            for v in range(VR_MAX_VIFS):
+                for q in range(VR_MAX_QUEUES):
+                    if wk.w.st.vifq_cycles[v][q]:
+                        out[(v, q)] = out.get((v, q), 0) + wk.w.st.vifq_cycles[v][q]
+        return out
+
+    def vif_lcore_txq(self, int vid):
+        """True when every forwarding lcore sends on vif vid through a tx queue of its own."""
+        cdef vr_vif *v = self.r.vifs[vid] if 0 <= vid < VR_MAX_VIFS else NULL
+        return v != NULL and bool(v.lcore_txq)
 
     def poll(self, int rounds=1):
         """Run `rounds` rounds of the Python-thread poller; packets received."""
@@ -361,6 +424,10 @@ cdef class Router:
             v.fp = eth_port_fp(port.port_id)
             v.port_id = port.port_id
             self.ports[vid] = port
+            # A tx queue per forwarding lcore when the vif is single-queue (a
+            # multi-queue vif's queue is the flow's) and the port has enough.
+            v.lcore_txq = (len(self.workers) > 1 and nb_txq <= 1
+                           and v.fp.nb_txq >= len(self.workers))
         else:
             self.ports.pop(vid, None)
         v.nb_rules = min(len(rules), VR_MAX_POLICY)

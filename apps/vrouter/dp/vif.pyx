@@ -22,6 +22,9 @@ cdef void slot_flush(vr_worker *w, vr_txslot *s) noexcept nogil:
         if vif != NULL and vif.type == VIF_AGENT and r.trap != NULL:
             sent = ring_mp_enqueue_burst(r.trap, <void **>s.pkts, n)
             w.st.traps += sent
+    elif vif.lcore_txq:
+        # Every forwarding lcore has a tx queue of its own on this port.
+        sent = fp_tx_burst(vif.fp, w.txq, s.pkts, <uint16_t>n)
     elif r.tx_locking:
         vr_lock(&r.txlock[s.vif][s.queue])
         sent = fp_tx_burst(vif.fp, s.queue, s.pkts, <uint16_t>n)

@@ -179,6 +179,7 @@ ctypedef struct vr_vif:
     uint8_t mac[6]
     uint8_t has_ip6
     uint8_t shared_tx           # several lcores send on it: tx takes the queue lock
+    uint8_t lcore_txq           # a tx queue per forwarding lcore (vr_worker.txq): tx takes no lock
     uint32_t ip4                # network order (0: none)
     uint32_t fip                # floating IP, network order (0: none)
     uint8_t ip6[16]
@@ -252,6 +253,10 @@ ctypedef struct vr_stats:
     uint64_t vrf[VR_MAX_VRFS][VRFS_MAX]
     uint64_t traps
     uint64_t flows_created
+    # TSC cycles spent on each rx queue's bursts (rx to flush): the busy
+    # share `rxq_show` reports and `rxq_rebalance` deals by. Two TSC reads
+    # per burst that brought packets, none per packet.
+    uint64_t vifq_cycles[VR_MAX_VIFS][VR_MAX_QUEUES]
 
 ctypedef struct vr_poll:
     uint16_t vif
@@ -318,6 +323,7 @@ ctypedef struct vr_worker:
     uint32_t burst
     uint32_t nslots
     uint32_t owns_inject         # the one consumer of the inject ring
+    uint16_t txq                # its own tx queue on lcore_txq vifs (its index among the workers)
     vr_txslot slots[VR_TX_SLOTS]
 
 
