@@ -20,14 +20,7 @@ from pypdk.net.ipv4 cimport pd_ipv4_hdr
 from pypdk.net.rss cimport (pd_rss_ctx, rss_hash_ipv4_l4, rss_hash_ipv6_l4, rss_hash_ipv4_l4_sym,
                             toeplitz_hash)
 from pypdk.net.byteorder cimport pd_load_u32, pd_load_u16
-
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk, timespec *ts)
-    enum: CLOCK_MONOTONIC
+from pypdk.eal.timer cimport now_ns as _now
 
 cdef extern from *:
     """
@@ -41,12 +34,6 @@ cdef uint64_t _sink = 0
 def sink():
     """What the loops folded their results into (keeps them honest)."""
     return _sink
-
-
-cdef inline uint64_t _now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
 
 
 cdef inline bint _pow2(uint64_t n) noexcept nogil:
