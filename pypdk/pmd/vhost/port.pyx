@@ -295,10 +295,10 @@ cdef class Port(EthDev):
                         pass
                 with self.plock:
                     self._check_faults()
+                    if self.conn is not None and self.conn in ready:
+                        self._read()        # first: a frontend that left frees the port for the next
                     if self.lsock is not None and self.lsock in ready:
                         self._accept()
-                    if self.conn is not None and self.conn in ready:
-                        self._read()
             except Exception as e:          # a bug of ours: drop the frontend, keep the thread
                 with self.plock:
                     self._stop("internal", f"{type(e).__name__}: {e}")

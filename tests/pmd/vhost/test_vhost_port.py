@@ -60,6 +60,7 @@ def test_negotiation_offers_no_offloads_and_the_link_follows_the_rings(vhost, fr
     assert pf & P.bit(P.PROTOCOL_F_MQ) and pf & P.bit(P.PROTOCOL_F_REPLY_ACK)
     assert fe.get_u64(P.GET_QUEUE_NUM) == 2
     fe.close()
+    assert wait_until(lambda: not port.info()["connected"])
     g = VirtioNet(Frontend.connect(port.iface), mem, queues=2)
     assert wait_until(lambda: port.link["up"])
     # Disabling a ring of pair 0 takes the link down; enabling it brings it back.
