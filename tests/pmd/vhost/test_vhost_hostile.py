@@ -514,7 +514,7 @@ def test_mbuf_pool_exhaustion_counts_rx_nombuf_then_recovers(vhost, guest, eal_n
         assert small.in_use_count == 0
     finally:
         pypdk.pmd.close_all()
-        small.free()
+        small.close()
 
 
 def test_a_guest_memory_file_cannot_be_shrunk_under_the_backend(vhost, guest):
