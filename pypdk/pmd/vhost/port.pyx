@@ -332,8 +332,8 @@ cdef class Port(EthDev):
     def _read(self):
         """Read what the socket has, a message at a time (exact sizes, so the
         fds that arrive belong to the message being read)."""
-        cdef int n
-        while self.conn is not None:
+        cdef int n, budget = 256       # messages per wake: a flood still lets faults be seen
+        while self.conn is not None and budget > 0:
             need = (P.HDR_SIZE if self.rhdr is None else self.rhdr[2]) - len(self.rbuf)
             if need > 0:
                 try:
@@ -374,6 +374,7 @@ cdef class Port(EthDev):
             payload, fds = self.rbuf, self.rfds
             self.rbuf, self.rhdr, self.rfds = b"", None, []
             self._dispatch(req, fl, payload, fds)
+            budget -= 1
 
     def _send(self, req, payload):
         try:
