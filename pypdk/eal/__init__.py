@@ -492,10 +492,6 @@ class Eal:
     def __enter__(self):
         return self
 
-    def cleanup(self) -> None:
-        """Same as close()."""
-        self.close()
-
     def __exit__(self, *exc):
         self.close()
         return False

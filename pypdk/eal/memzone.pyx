@@ -184,10 +184,6 @@ cdef class Memzone:
         """
         _zone_release(self)
 
-    def free(self):
-        """Same as close()."""
-        _zone_release(self)
-
     def __enter__(self):
         return self
 

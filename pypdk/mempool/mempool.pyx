@@ -195,10 +195,6 @@ cdef class Mempool:
             self.memzone.close()
             self.memzone = None
 
-    def free(self):
-        """Same as close()."""
-        self.close()
-
     def __enter__(self):
         return self
 

@@ -609,7 +609,7 @@ cdef class Port(EthDev):
         name = f"vn{self.port_id}_{'rx' if rx else 'tx'}{q}"
         for z in list(self.zones):
             if z.name == name:
-                z.free()
+                z.close()
                 self.zones.remove(z)
 
     def _dev_close(self):
@@ -630,7 +630,7 @@ cdef class Port(EthDev):
             self.ctrl.release()
             self.ctrl = None
         for z in self.zones:
-            z.free()
+            z.close()
         self.zones = []
         for win in self.bars.values():
             win.close()

@@ -127,7 +127,7 @@ def test_debug_pool_catches_double_free(eal):
             again.free()
         assert p.in_use_count == 0
     finally:
-        p.free()
+        p.close()
 
 
 def test_cache_size_too_big_is_refused_as_mempool_refuses_it(eal):
