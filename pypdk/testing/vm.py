@@ -326,6 +326,24 @@ def udp_net(model: str, local_port: int, peer_port: int, *, mac: str | None = No
             "-device", dev]
 
 
+def tap_net(ifname: str, *, queues: int = 1, mac: str | None = None, addr: str | None = None,
+            name: str | None = None) -> list[str]:
+    """A modern virtio-net behind the vIOMMU on a host tap device `ifname` that QEMU creates
+    (and removes when it exits), with `queues` queue pairs (`mq=on` and 2*queues+2 MSI-X
+    vectors when more than one). The host's end is an ordinary interface: bring it up and
+    read or write it with an AF_PACKET socket."""
+    n = name or f"tn{next(_seq)}"
+    dev = f"virtio-net-pci,disable-legacy=on,iommu_platform=on,netdev={n}"
+    if queues > 1:
+        dev += f",mq=on,vectors={2 * queues + 2}"
+    if mac:
+        dev += f",mac={mac}"
+    if addr:
+        dev += f",addr={addr}"
+    return ["-netdev", f"tap,id={n},ifname={ifname},queues={queues},script=no,downscript=no",
+            "-device", dev]
+
+
 def numa_nodes(cpus_per_node: Sequence[str], mem_mb_per_node: int) -> list[str]:
     """Guest NUMA nodes: `numa_nodes(["0-2", "3-5"], 512)` gives two nodes of 512 MiB."""
     args = []
@@ -439,13 +457,15 @@ class Job:
 class Guest:
     """A booted QEMU guest that runs commands until `close()`.
 
-    cpus, mem (MiB), iommu (the q35 vIOMMU), shared_mem (memfd memory shared with a
+    cpus, mem (MiB), iommu (the q35 vIOMMU), iommu_aw_bits (its address width: 48, or 39
+    to see a driver refuse memory above 2**39), shared_mem (memfd memory shared with a
     vhost-user backend), numa (numa_nodes() arguments; the memory is then theirs),
     devices (QEMU arguments: vhost_user_net, udp_net, UdpWire.nic, ...), rw (host
     directories mounted read-write at the same path), append (kernel command line)."""
 
     def __init__(self, image: Image | None = None, *, cpus: int = 1, mem: int = 1024,
-                 iommu: bool = True, shared_mem: bool = False, numa: Sequence[str] = (),
+                 iommu: bool = True, iommu_aw_bits: int = 48, shared_mem: bool = False,
+                 numa: Sequence[str] = (),
                  devices: Sequence[str] = (), rw: Sequence[str] = (), append: str = "",
                  boot_timeout: float = BOOT_TIMEOUT):
         self.image = image or prepare(log=lambda *_: None)
@@ -475,7 +495,7 @@ class Guest:
             kappend.append("pdvm.rw=" + " ".join(rw))
         iommu_args = []
         if iommu:
-            iommu_args = ["-device", "intel-iommu,intremap=on,caching-mode=on,aw-bits=48"]
+            iommu_args = ["-device", f"intel-iommu,intremap=on,caching-mode=on,aw-bits={iommu_aw_bits}"]
             kappend += ["intel_iommu=on", "iommu=pt"]
         if append:
             kappend.append(append)
