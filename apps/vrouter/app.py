@@ -30,6 +30,7 @@ from pypdk.mempool import PktMbufPool
 from pypdk.worker import make_plan
 
 from apps.vrouter import config
+from apps.vrouter.vhostuser import VHOST_DIR
 from apps.vrouter.vrouter import VRouter
 
 POOL_MBUFS = 16384
@@ -58,6 +59,8 @@ def options():
                        "/run/pypdk/vrouter-NAME.sock)")
     @click.option("--ctl-socket", default=None, metavar="PATH",
                   help="control socket path (default /run/pypdk/<file-prefix>/vrouter.sock; '' for none)")
+    @click.option("--vhost-dir", default=VHOST_DIR, show_default=True, metavar="DIR",
+                  help="directory of the vhost-user sockets of vhostuser:NAME ports (DIR/uvh_vif_NAME)")
     @click.option("--no-agent", is_flag=True, help="run no agent thread (tests drive the slow path)")
     def command(**kw):
         pass
@@ -83,7 +86,7 @@ def setup(eal, ports, opts):
     pool = pools[nodes[workers[0]]]
     hz = tsc_hz()       # ticks of the flow clock (the TSC) per second
     vr_kw = dict(ports=ports, lcores=nodes, pools=pools, burst=opts.burst, yield_after=opts.yield_after,
-                 tsc_hz=hz)
+                 tsc_hz=hz, vhost_dir=opts.vhost_dir)
     try:
         if opts.config_path is not None:
             vr = config.load(opts.config_path, pool, **vr_kw)

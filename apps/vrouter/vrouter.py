@@ -37,6 +37,7 @@ import struct
 import pypdk.pmd
 from pypdk.errors import PypdkError, UsageError
 
+from apps.vrouter import vhostuser
 from apps.vrouter.dp.drop import DROP_NAMES
 from apps.vrouter.dp.router import (ENCAPS, FLOW_ACTION_NAMES, LIMITS, NH_FLAGS, NH_TYPES, RULE_ACTIONS,
                                     VIF_FLAGS, VIF_MODES, VIF_TYPES, VRFS_NAMES, Router)
@@ -61,12 +62,15 @@ class VRouter:
         mac, underlay_ip, icmp_src: see `vrouter_set`.
         ports: the runner's --vdev ports (a vif's port may name one by id).
         flow_max, mpls_max, bridge_max: table sizes.
+        vhost_dir: the directory of `vhostuser:NAME` ports' sockets (uvh_vif_NAME).
     """
 
     def __init__(self, pool, mac="00:00:5e:00:01:00", underlay_ip="0.0.0.0", icmp_src=None, *,
                  ports=(), flow_max=1 << 16, mpls_max=1 << 20, bridge_max=1 << 16,
-                 lcores=None, pools=None, burst=32, yield_after=0, tsc_hz=None):
+                 lcores=None, pools=None, burst=32, yield_after=0, tsc_hz=None,
+                 vhost_dir=vhostuser.VHOST_DIR):
         self.pool = pool
+        self.vhost_dir = vhost_dir        # where vhostuser:NAME ports' sockets are (vhostuser.py)
         self.dp = Router(pool, mpls_max=mpls_max, flow_max=flow_max, bridge_max=bridge_max)
         # The forwarding lcores ({lcore: node}) and their rx queue map (lcores.py),
         # made before any vif so each port gets a tx queue per lcore.
@@ -197,7 +201,8 @@ class VRouter:
         opened = False
         if port is not None and (old is None or old["port"] != port):
             try:
-                dev = self.open_port(port, queues)
+                dev = self.open_port(vhostuser.spec(port, id, queues, self.vhost_dir)
+                                     if vhostuser.is_vhost(port) else port, queues)
             except PypdkError as e:
                 if e.problem.startswith("port "):
                     raise
@@ -304,6 +309,9 @@ class VRouter:
         out["queue_stats"] = qs
         out["stats"] = {k: sum(q[k] for q in qs) for k in qs[0]}
         out["drops"] = {k: n for k, n in self.dp.dropstats(id).items() if n}
+        sock = vhostuser.socket_info(v["dev"])
+        if sock is not None:
+            out["socket"] = sock
         return out
 
     def vif_get(self, id):

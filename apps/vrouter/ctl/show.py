@@ -102,6 +102,11 @@ def vif_block(v: dict) -> list[str]:
              f"            Vrf:{_g(v, 'vrf')} Flags:{_flags(v)} MTU:{_g(v, 'mtu')} "
              f"QOS:-1 Queues:{_g(v, 'queues', 'nb_queues', default=1)}"
              + (f" FIP:{v['fip']}" if v.get("fip") else "")]
+    sock = v.get("socket")
+    if isinstance(sock, dict):
+        lines.append(f"            Socket: {sock.get('type', 'unix')} {sock.get('path')} Mode:{sock.get('mode')} "
+                     f"{'Connected' if sock.get('connected') else 'Disconnected'} "
+                     f"Link:{'UP' if sock.get('link_up') else 'DOWN'} Queues:{sock.get('queues')}")
     lines += _counter_lines(vif_counters(v), "            ")
     qs = vif_queues(v)
     if len(qs) > 1:
