@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 
+from benchmarks.cpu_time import threads_cpu
 from pypdk.testing import vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -186,10 +187,12 @@ def one_run(g, wires, trace, out, case: str, who: str, duration: float) -> dict:
     cnt = Counter(wb)
     sent = multiprocessing.Value("q", 0)
     t0_off = trace.offset() if trace else 0
+    c0, w0 = threads_cpu(g.qemu.pid), time.monotonic()
     p = multiprocessing.Process(target=_blast, args=(wa.qemu_port, duration, sent))
     p.start()
     p.join(duration + 30)
     in_window = cnt.n
+    c1, w1 = threads_cpu(g.qemu.pid), time.monotonic()
     time.sleep(DRAIN)
     t1_off = trace.offset() if trace else 0
     cnt.drain()
@@ -200,6 +203,11 @@ def one_run(g, wires, trace, out, case: str, who: str, duration: float) -> dict:
         raise RuntimeError(f"{who} exited {res.rc}:\n{res.out[-3000:]}")
     r = {"case": case, "who": who, "sent": sent.value, "forwarded": cnt.n,
          "pps": in_window / duration, "offered_pps": sent.value / duration}
+    # Host cpu time of QEMU's threads over the blast: the forwarding lcore is vCPU 1.
+    share = {k: round((v - c0.get(k, 0.0)) / (w1 - w0), 3) for k, v in c1.items()}
+    r["vcpu1_share"] = share.get("CPU 1/TCG", 0.0)
+    r["qemu_cpu_share"] = share
+    r["pps_per_vcpu1_s"] = r["pps"] / r["vcpu1_share"] if r["vcpu1_share"] else None
     if trace:
         w = trace.writes(t0_off, t1_off)
         r["trace"] = dict(w)
@@ -216,9 +224,10 @@ def one_run(g, wires, trace, out, case: str, who: str, duration: float) -> dict:
         r["xstats_writes_per_pkt"] = own / p1["opackets"] if p1["opackets"] else None
         r["driver_rx"], r["driver_tx"] = p0["ipackets"], p1["opackets"]
     else:
-        m = re.findall(r"TX-packets:\s*(\d+)", res.out)
-        if len(m) >= 2:                 # port 0's block, port 1's, then the sum
-            r["driver_tx"] = int(m[1])
+        # testpmd's closing "Forward statistics for port 1" block
+        m = re.findall(r"Forward statistics for port 1.*?TX-packets:\s*(\d+)", res.out, re.S)
+        if m:
+            r["driver_tx"] = int(m[-1])
     return r
 
 
@@ -263,7 +272,8 @@ def main(argv=None):
                         wpp = r.get("writes_per_pkt")
                         own = r.get("xstats_writes_per_pkt")
                         print(f"round {rnd} {case:6} {who:7} {r['pps']:9.0f} pps forwarded "
-                              f"(offered {r['offered_pps']:.0f})  register writes/pkt "
+                              f"(offered {r['offered_pps']:.0f}; {r['pps_per_vcpu1_s'] or 0:.0f} per "
+                              f"vCPU-1 cpu-s, share {r['vcpu1_share']:.2f})  register writes/pkt "
                               f"{'-' if wpp is None else f'{wpp:.3f}'}"
                               + ("" if own is None else f" (xstats {own:.3f})"), flush=True)
     finally:
@@ -276,18 +286,23 @@ def main(argv=None):
         for who in ("pypdk", "testpmd"):
             rs = [r for r in runs if r["case"] == case and r["who"] == who]
             med[who] = statistics.median(r["pps"] for r in rs)
+            med[who + "_per_cpu"] = statistics.median(r["pps_per_vcpu1_s"] or 0 for r in rs)
             w = [r["writes_per_pkt"] for r in rs if r.get("writes_per_pkt") is not None]
             med[who + "_wpp"] = statistics.median(w) if w else None
             wpp = med[who + "_wpp"]
-            print(f"  {case:6} {who:7} {med[who]:9.0f} pps, register writes/pkt "
+            print(f"  {case:6} {who:7} {med[who]:9.0f} pps ({med[who + '_per_cpu']:.0f} per vCPU-1 "
+                  f"cpu-s), register writes/pkt "
                   f"{'-' if wpp is None else f'{wpp:.3f}'}")
         med["ratio"] = med["pypdk"] / med["testpmd"] if med["testpmd"] else None
         ratios = [p["pps"] / t["pps"] for p, t in zip(
             [r for r in runs if r["case"] == case and r["who"] == "pypdk"],
             [r for r in runs if r["case"] == case and r["who"] == "testpmd"]) if t["pps"]]
         med["ratio_per_round"] = ratios
+        tc = med["testpmd_per_cpu"]
+        med["ratio_per_cpu"] = med["pypdk_per_cpu"] / tc if tc else None
         print(f"  {case:6} pypdk / testpmd {med['ratio']:.2f} (per round: "
-              f"{', '.join(f'{x:.2f}' for x in ratios)})")
+              f"{', '.join(f'{x:.2f}' for x in ratios)}), per vCPU-1 cpu-s "
+              f"{med['ratio_per_cpu'] or 0:.2f}")
         summary[case] = med
     if a.json:
         with open(a.json, "w") as f:
