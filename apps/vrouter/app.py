@@ -54,6 +54,9 @@ def options():
     @click.option("--yield-after", type=click.IntRange(0), default=0, show_default=True, metavar="N",
                   help="sched_yield after N poll rounds that brought nothing (lcores sharing a cpu, "
                        "e.g. two vRouters on one machine); 0 spins")
+    @click.option("--idle-sleep", type=click.IntRange(0, 1_000_000), default=0, show_default=True,
+                  metavar="US", help="an lcore whose rx queues brought nothing for 64 rounds sleeps US "
+                                     "microseconds (guests, shared hosts); 0 spins")
     @click.option("--name", default=None,
                   help="this vRouter's name (default: the --file-prefix; with --name the control socket is "
                        "/run/pypdk/vrouter-NAME.sock)")
@@ -86,7 +89,7 @@ def setup(eal, ports, opts):
     pool = pools[nodes[workers[0]]]
     hz = tsc_hz()       # ticks of the flow clock (the TSC) per second
     vr_kw = dict(ports=ports, lcores=nodes, pools=pools, burst=opts.burst, yield_after=opts.yield_after,
-                 tsc_hz=hz, vhost_dir=opts.vhost_dir)
+                 tsc_hz=hz, sleep_us=opts.idle_sleep, vhost_dir=opts.vhost_dir)
     try:
         if opts.config_path is not None:
             vr = config.load(opts.config_path, pool, **vr_kw)

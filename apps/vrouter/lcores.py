@@ -45,18 +45,18 @@ class Lcores:
         dp: the datapath (`dp.router.Router`); a worker is added per lcore.
         nodes: {lcore: NUMA node} of the forwarding lcores.
         pools: {node: PktMbufPool}: a pool on each node in `nodes`.
-        burst, yield_after: the workers' (app.py --burst, --yield-after).
+        burst, yield_after, sleep_us: the workers' (app.py --burst, --yield-after, --idle-sleep).
         tsc_hz: TSC ticks per second (busy shares).
     """
 
-    def __init__(self, dp, nodes: dict, pools: dict, burst=32, yield_after=0, tsc_hz=None):
+    def __init__(self, dp, nodes: dict, pools: dict, burst=32, yield_after=0, tsc_hz=None, sleep_us=0):
         missing = sorted({n for n in nodes.values()} - set(pools))
         if missing:
             raise ValueError(f"no pool for node {missing[0]}")
         self.dp = dp
         self.nodes = dict(sorted(nodes.items()))
         self.pools = dict(pools)
-        self.workers = {lc: dp.add_worker(lc, burst, yield_after) for lc in self.nodes}
+        self.workers = {lc: dp.add_worker(lc, burst, yield_after, sleep_us) for lc in self.nodes}
         self.map: dict[tuple[int, int], int] = {}     # (vif, queue) -> lcore
         self.planned: dict[int, list[int]] = {}       # id(dev) -> lcore per rx queue, from setup_port
         self.queue_node: dict[tuple[int, int], int] = {}   # the node of its pool

@@ -67,7 +67,7 @@ class VRouter:
 
     def __init__(self, pool, mac="00:00:5e:00:01:00", underlay_ip="0.0.0.0", icmp_src=None, *,
                  ports=(), flow_max=1 << 16, mpls_max=1 << 20, bridge_max=1 << 16,
-                 lcores=None, pools=None, burst=32, yield_after=0, tsc_hz=None,
+                 lcores=None, pools=None, burst=32, yield_after=0, tsc_hz=None, sleep_us=0,
                  vhost_dir=vhostuser.VHOST_DIR):
         self.pool = pool
         self.vhost_dir = vhost_dir        # where vhostuser:NAME ports' sockets are (vhostuser.py)
@@ -78,7 +78,7 @@ class VRouter:
         if lcores:
             from apps.vrouter.lcores import Lcores
             self.fwd = Lcores(self.dp, lcores, pools or {n: pool for n in set(lcores.values())},
-                              burst, yield_after, tsc_hz)
+                              burst, yield_after, tsc_hz, sleep_us)
         self.runner_ports = {p.port_id: p for p in ports}
         self.owned_ports = []
         self.vifs, self.nhs, self.routes, self.bridge = {}, {}, {}, {}
@@ -168,10 +168,12 @@ class VRouter:
     # ---- vifs -------------------------------------------------------------------
 
     def vif_add(self, id, type, port=None, vrf=0, mac=None, ip=None, ip6=None, mtu=1500, policy=False,
-                mode="l3", queues=1):
+                mode="l3", queues=1, distribute=False):
         """Add or change vif `id` (same id again = change; its port stays).
 
         Every vif answers ARP and ND for the addresses it routes to (proxy ARP).
+        distribute: software distribution of what it receives over the
+        forwarding lcores by inner flow hash (traffic without RSS entropy).
         """
         check_int(id, 0, MAX_VIFS - 1, "id")
         choice(type, VIF_TYPES, "type")
@@ -180,6 +182,7 @@ class VRouter:
         check_int(queues, 1, MAX_QUEUES, "queues")
         flags = choice(mode, VIF_MODES, "mode")
         check_bool(policy, "policy")
+        check_bool(distribute, "distribute")
         macb = parse_mac(mac) if mac is not None else None
         ip4 = parse_ip4(ip) if ip is not None else None
         ip6a = parse_ip6(ip6) if ip6 is not None else None
@@ -217,6 +220,7 @@ class VRouter:
             entry = {"id": id, "type": type, "port": port, "vrf": vrf, "mac": mac_str(macb), "macb": macb,
                      "ip": str(ip4) if ip4 else None, "ip6": str(ip6a) if ip6a else None, "mtu": mtu,
                      "policy": policy, "mode": mode, "queues": queues, "flags": flags, "dev": dev,
+                     "distribute": distribute,
                      "fip": old["fip"] if old else None}
             self.vifs[id] = entry
             self._vif_publish(id)
@@ -273,7 +277,7 @@ class VRouter:
         # replies are translated back through the flow its DNAT made.
         flags = v["flags"] | (VIF_FLAGS["policy"] if v.get("fip") else 0)
         self.dp.vif_set(id, VIF_TYPES[v["type"]], v["dev"], v["vrf"], v["macb"], ip4, ip6, v["mtu"], flags,
-                        v["queues"], rules)
+                        v["queues"], rules, v.get("distribute", False))
 
     def _specials(self):
         ids = {t: -1 for t in SPECIAL_VIFS}
@@ -302,7 +306,7 @@ class VRouter:
     def _vif_view(self, id):
         v = self.vifs[id]
         out = {k: v[k] for k in ("id", "type", "port", "vrf", "mac", "ip", "ip6", "mtu", "policy", "mode",
-                                "queues", "fip")}
+                                "queues", "fip", "distribute")}
         if not isinstance(out["port"], (str, int, type(None))):
             out["port"] = getattr(out["port"], "name", str(out["port"]))
         qs = self.dp.vif_queue_stats(id, max(v["queues"], 1))

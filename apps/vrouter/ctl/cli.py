@@ -159,8 +159,10 @@ def cli(ctx, socket_path, file_prefix, name, as_json):
 @click.option("--policy/--no-policy", default=None, help="(--add) flows and policy on this vif")
 @click.option("--mode", type=click.Choice(list(VIF_MODES)), help="(--add)")
 @click.option("--queues", type=int, help="(--add) queues of the port")
+@click.option("--distribute/--no-distribute", default=None,
+              help="(--add) hand what it receives to the forwarding lcores by inner flow hash")
 @pass_ctx
-def vif(c, list_, get, add, delete, vtype, port, vrf, mac, ip, ip6, mtu, policy, mode, queues):
+def vif(c, list_, get, add, delete, vtype, port, vrf, mac, ip, ip6, mtu, policy, mode, queues, distribute):
     """vRouter interfaces: --list | --get ID | --add ID ... | --delete ID."""
     mode_ = _one_of(list=list_, get=get, add=add, delete=delete)
     if mode_ == "list":
@@ -171,7 +173,7 @@ def vif(c, list_, get, add, delete, vtype, port, vrf, mac, ip, ip6, mtu, policy,
         if vtype is None:
             raise click.UsageError("vif --add needs --type")
         c.out(c.call("vif_add", id=add, type=vtype, port=port, vrf=vrf, mac=mac, ip=ip, ip6=ip6, mtu=mtu,
-                     policy=policy, mode=mode, queues=queues), show.vif_block)
+                     policy=policy, mode=mode, queues=queues, distribute=distribute), show.vif_block)
     else:
         c.out(c.call("vif_del", id=delete))
 

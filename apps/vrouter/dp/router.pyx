@@ -100,9 +100,12 @@ cdef class Worker(LcoreWorker):
     cdef readonly Router router
     cdef readonly int lcore
 
-    def __cinit__(self, Router router, int lcore=-1, burst=32, yield_after=0):
+    def __cinit__(self, Router router, int lcore=-1, burst=32, yield_after=0, sleep_us=0):
         check_burst(burst)
         check_yield_after(yield_after)
+        if not 0 <= sleep_us <= 1_000_000:
+            from pypdk.errors import UsageError
+            raise UsageError(f"idle sleep {sleep_us} us is out of 0..1000000", "give microseconds, e.g. 100")
         self.w = <vr_worker *>calloc(1, sizeof(vr_worker))
         if self.w == NULL:
             raise MemoryError()
@@ -112,6 +115,7 @@ cdef class Worker(LcoreWorker):
         self.w.r = router.r
         self.w.burst = burst
         self.w.lc.yield_after = yield_after
+        self.w.sleep_us = sleep_us
         self.set_conf(&self.w.lc, vr_worker_main, self.w)
         self.router = router
         self.lcore = lcore
@@ -131,7 +135,8 @@ cdef class Worker(LcoreWorker):
         for i in range(DROP_MAX):
             dropped += self.w.st.drop[i]
         return {"dropped": dropped, "flows_created": self.w.st.flows_created,
-                "traps": self.w.st.traps}
+                "traps": self.w.st.traps, "distributed": self.w.st.distributed,
+                "dist_ring_full": self.w.st.dist_ring_full}
 
     @property
     def running(self):
@@ -217,10 +222,12 @@ cdef class Router:
         cdef pd_mbuf *m
         if self.r == NULL:
             return
-        cdef pd_ring *rings[2]
+        cdef pd_ring *rings[2 + VR_MAX_WORKERS]
         rings[0] = self.r.trap
         rings[1] = self.r.inject
-        for i in range(2):
+        for i in range(VR_MAX_WORKERS):
+            rings[2 + i] = self.r.dist[i]
+        for i in range(2 + VR_MAX_WORKERS):
             if rings[i] != NULL:
                 while ring_sc_dequeue_burst(rings[i], <void **>&m, 1) == 1:
                     pktmbuf_free(m)
@@ -281,16 +288,25 @@ cdef class Router:
 
     # ---- workers -----------------------------------------------------------
 
-    def add_worker(self, int lcore, burst=32, yield_after=0):
+    def add_worker(self, int lcore, burst=32, yield_after=0, sleep_us=0):
         """A forwarding context for lcore (yield_after: see app.py --yield-after).
 
         Its tx queue on `lcore_txq` vifs is its index among the workers; a
         vif whose port has fewer tx queues than there are workers now goes
         back to the shared queues and their lock (add the workers first).
         """
-        cdef Worker wk = Worker(self, lcore, burst, yield_after)
+        cdef Worker wk = Worker(self, lcore, burst, yield_after, sleep_us)
         cdef vr_vif *v
-        wk.w.txq = len(self.workers)
+        cdef uint32_t idx = len(self.workers)
+        if idx >= VR_MAX_WORKERS:
+            raise _ResourceError(f"more than {VR_MAX_WORKERS} forwarding lcores", "give fewer lcores")
+        # Its distribution ring: every other lcore may hand it packets (MP), it alone takes them (SC).
+        self.r.dist[idx] = ring_create(b"vr_dist", 1024, PD_RING_F_SC_DEQ)
+        if self.r.dist[idx] == NULL:
+            raise MemoryError("vrouter distribution ring")
+        wk.w.dist = self.r.dist[idx]
+        self.r.nb_dist = idx + 1
+        wk.w.txq = idx
         self.workers.append(wk)
         self.r.tx_locking = len(self.workers) > 1
         for i in range(VR_MAX_VIFS):
@@ -401,7 +417,7 @@ cdef class Router:
     # ---- vifs ----------------------------------------------------------------
 
     def vif_set(self, int vid, int vtype, EthDev port, int vrf, bytes mac, uint32_t ip4_be,
-                bytes ip6, int mtu, int flags, int nb_txq, list rules):
+                bytes ip6, int mtu, int flags, int nb_txq, list rules, bint distribute=False):
         """Publish vif `vid` (rules: the "dp" dicts of VRouter.policy_add)."""
         cdef vr_vif *v = <vr_vif *>calloc(1, sizeof(vr_vif))
         cdef vr_vif *old
@@ -415,6 +431,7 @@ cdef class Router:
         v.flags = flags
         v.mtu = mtu
         v.nb_txq = max(nb_txq, 1)
+        v.distribute = distribute
         memcpy(v.mac, <const char *>mac, 6)
         v.ip4 = ip4_be
         if ip6:

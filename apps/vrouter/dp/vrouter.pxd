@@ -69,6 +69,7 @@ cdef enum:
     VR_MAX_RTDATA = 65536       # distinct (nh, label) pairs routes point at
     VR_MAX_POLL = 128           # (vif, queue) pairs one lcore polls
     VR_TX_SLOTS = 8             # distinct (vif, queue) outputs buffered per burst
+    VR_IDLE_ROUNDS = 64         # empty rounds in a row before an lcore with sleep_us sleeps
     VR_BURST = 32
     VR_BURST_MAX = 64           # packets an input path takes at once (vr_pkt arrays)
     VR_NONE = 0xffffffff
@@ -180,6 +181,7 @@ ctypedef struct vr_vif:
     uint8_t has_ip6
     uint8_t shared_tx           # several lcores send on it: tx takes the queue lock
     uint8_t lcore_txq           # a tx queue per forwarding lcore (vr_worker.txq): tx takes no lock
+    uint8_t distribute          # software distribution: the inner flow's hash picks the lcore (datapath.pyx)
     uint32_t ip4                # network order (0: none)
     uint32_t fip                # floating IP, network order (0: none)
     uint8_t ip6[16]
@@ -257,6 +259,8 @@ ctypedef struct vr_stats:
     # share `rxq_show` reports and `rxq_rebalance` deals by. Two TSC reads
     # per burst that brought packets, none per packet.
     uint64_t vifq_cycles[VR_MAX_VIFS][VR_MAX_QUEUES]
+    uint64_t distributed        # handed to another forwarding lcore (software distribution)
+    uint64_t dist_ring_full     # ... whose distribution ring was full: dropped (interface_drop)
 
 ctypedef struct vr_poll:
     uint16_t vif
@@ -298,6 +302,8 @@ ctypedef struct vr_router:
     pd_ring *trap               # datapath -> agent
     pd_ring *inject             # agent -> datapath (m.port = output vif)
     uint32_t txlock[VR_MAX_VIFS][VR_MAX_QUEUES]
+    pd_ring *dist[VR_MAX_WORKERS]   # per forwarding lcore: what the others hand it (MP/SC)
+    uint32_t nb_dist                # forwarding lcores with a distribution ring
 
 ctypedef struct vr_txslot:
     uint16_t vif
@@ -324,6 +330,9 @@ ctypedef struct vr_worker:
     uint32_t nslots
     uint32_t owns_inject         # the one consumer of the inject ring
     uint16_t txq                # its own tx queue on lcore_txq vifs (its index among the workers)
+    pd_ring *dist               # its distribution ring (r.dist[txq]); NULL for the Python poller
+    uint32_t sleep_us           # idle: nanosleep this long after VR_IDLE_ROUNDS empty rounds (0: never)
+    uint32_t empty_rounds
     vr_txslot slots[VR_TX_SLOTS]
 
 

@@ -34,7 +34,7 @@ class FakeDp:
     def __init__(self):
         self.workers, self.sets, self.cycles = [], None, {}
 
-    def add_worker(self, lc, burst, yield_after):
+    def add_worker(self, lc, burst, yield_after, sleep_us=0):
         w = FakeWorker(lc, len(self.workers))
         self.workers.append(w)
         return w
