@@ -5,12 +5,16 @@ real vhost-user messages over the vif's socket); tests/apps/vrouter/test_vhost_v
 does the same with QEMU guests. Socket names follow TF (uvh_vif_<name> in the
 vRouter's vhost_dir), `vif --get` shows the socket and its queues, two VMs on one
 node reach each other, MPLSoUDP reaches a MultiQ VM over every receive queue (by
-the inner flow's hash) and its replies from every transmit queue are encapsulated.
+the inner flow's hash) and its replies from every transmit queue are encapsulated,
+proxy ARP and policy act on a vhost-user VM, and MPLSoGRE and VXLAN reach (and
+leave) vhost-user VMs.
 """
 import os
 
 import pytest
-from scapy.all import Ether, IP, UDP, Raw
+from scapy.all import ARP, Ether, GRE, IP, UDP, Raw
+from scapy.contrib.mpls import MPLS
+from scapy.layers.vxlan import VXLAN
 
 from apps.vrouter import vhostuser
 from apps.vrouter.ctl import show
@@ -134,3 +138,66 @@ def test_multiq_vm_mplsoudp_spread_over_its_queues_both_ways(dpdk):
     assert [q["rx_packets"] for q in qs] == [10, 10]
     assert [q["tx_packets"] for q in qs] == [len(x) for x in per_q]
     assert sum(vr.dropstats().values()) == 0
+
+
+def test_proxy_arp_and_policy_on_a_vhost_user_vif(dpdk):
+    vr, guest = dpdk
+    fab = ring_vif(vr, 0, "fabric", mac=FABRIC_MAC)
+    vr.vif_add(3, "virtual", port="vhostuser:vm3", vrf=1, mac=VM3_MAC, ip=VM3_IP, policy=True)
+    vr.nh_add(20, "tunnel", encap="mplsoudp", dip=REMOTE)
+    vr.neighbor_add(REMOTE, REMOTE_MAC)
+    vr.route_add(1, "10.1.2.0/24", 20, label=100)
+    vr.policy_add(3, "drop", proto="udp", dst_port=23)
+    g = guest("vm3")
+    g.send(bytes(Ether(src=VM3_MAC, dst="ff:ff:ff:ff:ff:ff") /
+                 ARP(op=1, hwsrc=VM3_MAC, psrc=VM3_IP, pdst="10.1.2.7")))
+    got = recv_all(vr, g, want=1)
+    assert len(got) == 1 and got[0][ARP].op == 2 and got[0][ARP].hwsrc == VR_MAC
+    for dport in (23, 53):
+        g.send(bytes(Ether(src=VM3_MAC, dst=VR_MAC) / IP(src=VM3_IP, dst="10.1.2.7") / UDP(sport=9, dport=dport)))
+    vr.poll_until_idle()
+    out = drain(fab)
+    assert len(out) == 1 and out[0][UDP].payload[IP][UDP].dport == 53
+    assert vr.dropstats()["flow_action_drop"] == 1
+
+
+def test_mplsogre_and_vxlan_to_and_from_vhost_user_vifs(dpdk):
+    vr, guest = dpdk
+    fab = ring_vif(vr, 0, "fabric", mac=FABRIC_MAC)
+    vr.vif_add(3, "virtual", port="vhostuser:vm3", vrf=1, mac=VM3_MAC, ip=VM3_IP)
+    vr.vif_add(5, "virtual", port="vhostuser:vm5", vrf=2, mac="02:00:00:00:02:05", mode="l2")
+    vr.nh_add(10, "encap", vif=3)
+    vr.nh_add(12, "encap", vif=5)
+    vr.mpls_add(17, 10)
+    vr.route_add(1, f"{VM3_IP}/32", 10)
+    vr.nh_add(21, "tunnel", encap="mplsogre", dip=REMOTE)
+    vr.nh_add(22, "tunnel", encap="vxlan", dip=REMOTE)
+    vr.neighbor_add(REMOTE, REMOTE_MAC)
+    vr.route_add(1, "10.1.3.0/24", 21, label=200)
+    vr.bridge_add(2, "02:00:00:00:02:05", 12)
+    vr.bridge_add(2, "02:00:00:00:07:07", 22, vni=5000)
+    vr.vxlan_add(5000, 2)
+    g3, g5 = guest("vm3"), guest("vm5")
+    # MPLSoGRE in to the L3 VM, and its reply out
+    inner = IP(src="10.1.3.5", dst=VM3_IP) / UDP(sport=5, dport=6) / Raw(b"gre")
+    feed(vr, fab, [Ether(src=REMOTE_MAC, dst=FABRIC_MAC) / IP(src=REMOTE, dst=UNDERLAY) / GRE(proto=0x8847) /
+                   MPLS(label=17, s=1, ttl=64) / inner])
+    got = recv_all(vr, g3, want=1)
+    assert len(got) == 1 and bytes(got[0][IP]) == bytes(inner)
+    g3.send(bytes(Ether(src=VM3_MAC, dst=VR_MAC) / IP(src=VM3_IP, dst="10.1.3.5") / UDP(sport=6, dport=5)))
+    # VXLAN in to the L2 VM, bridged by the inner MAC, and its frame out
+    frame = Ether(src="02:00:00:00:07:07", dst="02:00:00:00:02:05") / IP(src="10.2.0.7", dst="10.2.0.5") / UDP()
+    feed(vr, fab, [Ether(src=REMOTE_MAC, dst=FABRIC_MAC) / IP(src=REMOTE, dst=UNDERLAY) /
+                   UDP(sport=40000, dport=4789) / VXLAN(vni=5000) / frame])
+    got = recv_all(vr, g5, want=1)
+    assert len(got) == 1 and bytes(got[0]) == bytes(frame)
+    back = Ether(src="02:00:00:00:02:05", dst="02:00:00:00:07:07") / IP(src="10.2.0.5", dst="10.2.0.7") / UDP()
+    g5.send(bytes(back))
+    vr.poll_until_idle()
+    out = drain(fab)
+    assert len(out) == 2
+    gre = [p for p in out if GRE in p]
+    vx = [p for p in out if VXLAN in p]
+    assert len(gre) == 1 and gre[0][MPLS].label == 200 and gre[0][MPLS].payload[IP].dst == "10.1.3.5"
+    assert len(vx) == 1 and vx[0][VXLAN].vni == 5000 and bytes(vx[0][VXLAN].payload) == bytes(back)
+    assert vr.vrfstats(1)["gre_mpls_decaps"] == 1 and vr.vrfstats(2)["vxlan_decaps"] == 1
