@@ -14,6 +14,7 @@ vif, guest B on a MultiQ vif with two queue pairs. One boot of each per module.
   flow's hash, every packet counted once.
 """
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -69,11 +70,10 @@ def guest_up(guest, g):
 def dc():
     topo = cl.Topology("mplsoudp", nodes=2, vms=1, policy=False, workdir=None)
     vhost_dir = os.path.join(topo.workdir, "vr")
-    guests = {}
+    guests, socks = {}, {}
     with topo:
         c = cl.Cluster(topo, app=("--vhost-dir", vhost_dir))
         with c:
-            socks = {}
             for g in (A, B):
                 v = add_vhost_vm(c, topo, g)
                 socks[g["name"]] = v["socket"]["path"]
@@ -98,6 +98,8 @@ def dc():
             finally:
                 for guest in guests.values():
                     guest.close()
+        assert all(rc == 0 for rc in c.returncodes.values()), c.returncodes
+        assert not [s for s in socks.values() if os.path.exists(s)]     # removed with the vRouter
 
 
 def ping(guest, ip, tries=30):
@@ -118,6 +120,12 @@ def test_two_guests_on_one_node_reach_each_other(dc):
     assert va["socket"]["connected"] and va["socket"]["link_up"] and va["socket"]["mode"] == "server"
     assert vb["socket"]["queues"] == 2
     assert va["stats"]["rx_packets"] >= 3 and vb["stats"]["tx_packets"] >= 3
+    # pypdk-vrouter vif --get, as an operator runs it
+    p = subprocess.run([sys.executable, "-m", "apps.vrouter.ctl.cli", "--socket", n1.socket, "vif", "--get",
+                        str(B["vif"])], cwd=cl.ROOT, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert f"Socket: unix {vb['socket']['path']} Mode:server Connected Link:UP Queues:2" in p.stdout
+    assert "Queues:2" in p.stdout.splitlines()[2] and "Queue 1 " in p.stdout
 
 
 def test_guest_reaches_a_vm_on_the_second_node_over_mplsoudp(dc):
