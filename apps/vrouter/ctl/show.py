@@ -83,6 +83,8 @@ def vif_name(v: dict) -> str:
     port = v.get("port")
     if port is None:
         return "pkt0" if v.get("type") == "agent" else "-"
+    if str(port).startswith("vhostuser:"):          # DPDK mode: the NAME of uvh_vif_NAME
+        return str(port)[len("vhostuser:"):].split(",")[0].rsplit("/", 1)[-1]
     for kv in str(port).split(",")[1:]:
         k, _, val = kv.partition("=")
         if k == "iface":

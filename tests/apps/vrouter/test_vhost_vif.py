@@ -69,7 +69,7 @@ def test_socket_follows_tf_and_vif_get_shows_it(dpdk, tmp_path):
     assert v["socket"]["connected"] and v["socket"]["link_up"]
     text = "\n".join(show.vif_block(v))
     assert f"Socket: unix {path} Mode:server Connected Link:UP Queues:2" in text
-    assert "Queues:2" in text.splitlines()[2]
+    assert "Queues:2" in text.splitlines()[2] and text.startswith("vif0/3      OS: tap-vm3")
     # an explicit --vdev spelling gets the vif's queues too, a path is taken as it is
     assert vhostuser.spec("net_vhost7,iface=/x/y.sock", 7, 4, "/d") == "net_vhost7,iface=/x/y.sock,queues=4"
     assert (vhostuser.spec(f"vhostuser:{tmp_path}/a.sock,client=1,reconnect=1", 5, 1, "/d")
