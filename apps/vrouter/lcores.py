@@ -35,6 +35,8 @@ from __future__ import annotations
 import logging
 import time
 
+from pypdk.errors import PypdkError
+
 log = logging.getLogger("pypdk.vrouter")
 
 
@@ -95,7 +97,13 @@ class Lcores:
         ntx = nb_txq
         if nb_txq <= 1 and len(self.nodes) > 1 and dev.max_tx_queues >= len(self.nodes):
             ntx = len(self.nodes)
-        dev.configure(nb_rxq, ntx)
+        try:
+            dev.configure(nb_rxq, ntx)
+        except PypdkError:
+            if ntx == nb_txq:
+                raise
+            ntx = nb_txq        # a driver of queue pairs (net_ring): the shared queue and its lock
+            dev.configure(nb_rxq, ntx)
         for q, lc in enumerate(lcs):
             dev.rx_queue_setup(q, nb_desc, self.pools[self.nodes[lc]])
         for q in range(ntx):

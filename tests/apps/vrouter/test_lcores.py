@@ -88,6 +88,21 @@ def test_queues_go_to_the_ports_node_least_loaded_first_pool_of_that_node():
     assert lcs.warnings == []
 
 
+def test_a_driver_of_queue_pairs_keeps_its_one_tx_queue():
+    from pypdk.errors import UsageError
+
+    class PairDev(FakeDev):
+        def configure(self, nrx, ntx):
+            if nrx != ntx:
+                raise UsageError("needs as many rx as tx queues", "configure queue pairs")
+            self.nb_tx = ntx
+
+    dp, lcs = make({1: 0, 2: 0, 3: 0})
+    dev = PairDev("net_ring0", -1, 1)
+    add(lcs, {}, 0, dev)
+    assert dev.nb_tx == 1
+
+
 def test_a_port_on_a_node_without_lcores_is_a_one_line_warning(caplog):
     dp, lcs = make({1: 0, 2: 0})
     with caplog.at_level(logging.WARNING, logger="pypdk.vrouter"):
