@@ -1,0 +1,201 @@
+"""net_vhost with a real guest: pypdk l2fwd against dpdk-testpmd's vhost PMD, guest to host.
+
+One TCG guest (1 vCPU, 512 MiB of shared memfd memory) whose virtio-net is a vhost-user device;
+QEMU is the client (`reconnect=1`), so the two contenders take turns on the same socket and the
+same guest, round after round, each as the vhost-user server:
+
+    pypdk:   pypdk-run apps/l2fwd -l 0-1 -m 256 --vdev net_vhost0,iface=SOCK
+                 --vdev net_null1,no-rx=1 -- --no-mac-updating
+    testpmd: dpdk-testpmd -l 0-1 --no-pci -m 256 --huge-dir MNT --vdev net_vhost0,iface=SOCK
+                 --vdev net_null0,no-rx=1 -- --forward-mode=io --total-num-mbufs=8192
+                 --mbcache=256 --rxd=1024 --txd=1024 --burst=32
+
+Both on 2 MiB hugepages (pypdk through memfd, testpmd through a hugetlbfs mount this script
+makes and removes), the same pool (8192 mbufs, l2fwd's size for two ports), per-lcore cache
+(256), ring sizes (1024), burst (32), one forwarding lcore; the vhost port forwards to a
+net_null that receives nothing (`no-rx=1`). Once a contender listens and QEMU is connected
+again, the guest kernel's pktgen sends 60-byte UDP frames on its virtio-net for `--duration`
+seconds as fast as it can; what the contender received on the vhost port over that time is
+the figure (pypdk: its --stats-json; testpmd: its forward statistics at SIGINT), beside what
+pktgen says it sent.
+
+Under TCG the guest's sender is emulated and shares the host's two cpus with the contender,
+so the rate is the guest's more than the backend's: compare the ratio within one run. The
+backend's own cost per packet, without a guest, is bench_vhost.py's.
+
+    python -m benchmarks.bench_vhost_guest --rounds 3 [--duration 5] [--json FILE]
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from pypdk.testing import vm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAC = "52:54:00:00:7b:01"
+NB_MBUFS, POOL_CACHE, NB_DESC, BURST, MEM_MB = 8192, 256, 1024, 32, 256
+PKTGEN = "/proc/net/pktgen"
+
+
+def pypdk_cmd(sock: str, stats: str) -> list[str]:
+    return [sys.executable, "-m", "pypdk.cli", "apps/l2fwd", "-l", "0-1", "-m", str(MEM_MB),
+            "--file-prefix", f"pdvhb{os.getpid()}", "--vdev", f"net_vhost0,iface={sock}",
+            "--vdev", "net_null1,no-rx=1", "--stats-json", stats, "--", "--no-mac-updating"]
+
+
+def testpmd_cmd(sock: str, huge_dir: str) -> list[str]:
+    return ["dpdk-testpmd", "-l", "0-1", "--no-pci", "--no-shconf", "--file-prefix", f"pdvhb{os.getpid()}",
+            "--huge-dir", huge_dir, "-m", str(MEM_MB), "--log-level", "error",
+            "--vdev", f"net_vhost0,iface={sock}", "--vdev", "net_null0,no-rx=1", "--",
+            "--forward-mode=io", f"--total-num-mbufs={NB_MBUFS}", f"--mbcache={POOL_CACHE}",
+            f"--rxd={NB_DESC}", f"--txd={NB_DESC}", f"--burst={BURST}", "--rxq=1", "--txq=1"]
+
+
+class Contender:
+    """A backend process on the socket, started before QEMU (re)connects."""
+
+    def __init__(self, who: str, sock: str, out: str, huge_dir: str):
+        self.who = who
+        self.stats = os.path.join(out, f"{who}.json")
+        cmd = pypdk_cmd(sock, self.stats) if who == "pypdk" else testpmd_cmd(sock, huge_dir)
+        self.log = open(os.path.join(out, f"{who}.log"), "w+")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{who} did not listen on {sock}:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self) -> int:
+        """Stop it; the packets it received on the vhost port (port 0)."""
+        self.proc.send_signal(signal.SIGINT if self.who == "testpmd" else signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        text = self.output()
+        self.log.close()
+        if self.who == "pypdk":
+            with open(self.stats) as f:
+                return json.load(f)["ports"]["0"]["ipackets"]
+        m = re.search(r"Forward statistics for port 0\s*-+\s*RX-packets:\s*(\d+)", text)
+        if not m:
+            raise RuntimeError(f"no forward statistics from testpmd:\n{text[-3000:]}")
+        return int(m.group(1))
+
+
+def guest_setup(g) -> str:
+    g.run("modprobe virtio_net && modprobe pktgen && sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+          "net.ipv6.conf.default.disable_ipv6=1", check=True, timeout=120)
+    ifn = None
+    for _ in range(120):
+        for line in g.run("ip -o link", check=True).out.splitlines():
+            if MAC in line:
+                ifn = line.split(":")[1].strip()
+        if ifn:
+            break
+        time.sleep(0.5)
+    if not ifn:
+        raise RuntimeError("no virtio-net interface in the guest")
+    dev = f"{PKTGEN}/{ifn}"
+    g.run(f"ip link set {ifn} up && echo rem_device_all > {PKTGEN}/kpktgend_0 && "
+          f"echo 'add_device {ifn}' > {PKTGEN}/kpktgend_0 && "
+          f"for c in 'count 0' 'pkt_size 60' 'delay 0' 'clone_skb 1000' 'dst 10.99.0.2' "
+          f"'dst_mac 02:00:00:00:7b:02'; do echo \"$c\" > {dev}; done", check=True)
+    return ifn
+
+
+def blast(g, ifn: str, duration: float) -> dict:
+    """pktgen for `duration` seconds; what it reports."""
+    job = g.spawn(f"echo start > {PKTGEN}/pgctrl")
+    time.sleep(duration)
+    g.run(f"echo stop > {PKTGEN}/pgctrl", check=True)
+    job.wait(60)
+    text = g.run(f"cat {PKTGEN}/{ifn}", check=True).out
+    m = re.search(r"Result: OK: (\d+)\(.*?usec, (\d+) \(", text)
+    pps = re.search(r"(\d+)pps", text)
+    if not m:
+        raise RuntimeError(f"pktgen gave no result:\n{text}")
+    return {"usec": int(m.group(1)), "sent": int(m.group(2)), "pktgen_pps": int(pps.group(1)) if pps else 0}
+
+
+def one_run(g, ifn, who, sock, out, huge_dir, duration, settle, contender=None) -> dict:
+    c = contender or Contender(who, sock, out, huge_dir)
+    try:
+        time.sleep(settle)                   # QEMU reconnects (every second) and starts the rings
+        r = blast(g, ifn, duration)
+        time.sleep(0.5)
+    finally:
+        received = c.stop()
+    r.update(who=who, received=received, pps=received / (r["usec"] / 1e6))
+    return r
+
+
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser(description="pypdk l2fwd vs testpmd on a vhost-user guest, guest to host")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds of pktgen per run")
+    ap.add_argument("--settle", type=float, default=4.0, help="seconds for QEMU to reconnect")
+    ap.add_argument("--json", metavar="FILE", help="write every run's figures to FILE")
+    a = ap.parse_args(argv)
+
+    out = tempfile.mkdtemp(dir="/var/tmp", prefix="pdvhb")
+    sock = os.path.join(out, "vm.sock")
+    huge_dir = os.path.join(out, "huge")
+    os.mkdir(huge_dir)
+    subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "pdvhb", huge_dir], check=True)
+    runs = []
+    try:
+        first = Contender("pypdk", sock, out, huge_dir)     # QEMU waits for its backend at start
+        with vm.Guest(cpus=1, mem=512, iommu=False, shared_mem=True, boot_timeout=600,
+                      devices=vm.vhost_user_net(sock, mac=MAC, reconnect=1)) as g:
+            ifn = guest_setup(g)
+            for rnd in range(a.rounds):
+                order = ("pypdk", "testpmd") if rnd % 2 == 0 else ("testpmd", "pypdk")
+                for who in order:
+                    r = one_run(g, ifn, who, sock, out, huge_dir, a.duration, a.settle,
+                                contender=first if first is not None and who == "pypdk" else None)
+                    first = None
+                    r["round"] = rnd
+                    runs.append(r)
+                    print(f"round {rnd} {who:8s} received {r['received']:9d} of {r['sent']:9d} sent "
+                          f"in {r['usec'] / 1e6:.2f} s: {r['pps'] / 1e3:8.1f} kpps "
+                          f"(pktgen {r['pktgen_pps'] / 1e3:.1f} kpps)", flush=True)
+    finally:
+        subprocess.run(["umount", huge_dir], check=False)
+        for f in sorted(os.listdir(out), reverse=True):
+            p = os.path.join(out, f)
+            if os.path.isdir(p):
+                os.rmdir(p)
+            else:
+                os.unlink(p)
+        os.rmdir(out)
+    med = {w: statistics.median(r["pps"] for r in runs if r["who"] == w) for w in ("pypdk", "testpmd")}
+    share = {w: statistics.median(r["received"] / max(r["sent"], 1) for r in runs if r["who"] == w)
+             for w in ("pypdk", "testpmd")}
+    print(f"median kpps: pypdk {med['pypdk'] / 1e3:.1f}, testpmd {med['testpmd'] / 1e3:.1f}; "
+          f"pypdk / testpmd = {med['pypdk'] / med['testpmd']:.2f}; received/sent: "
+          f"pypdk {share['pypdk']:.3f}, testpmd {share['testpmd']:.3f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"runs": runs, "median_pps": med, "received_share": share}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
