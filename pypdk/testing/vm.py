@@ -223,7 +223,7 @@ hostname pdvm
 ip link set lo up 2>/dev/null
 chroot $R /bin/sh -c '
   export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
-  export PATH="$(dirname "$(readlink -f "$0")"):$PATH"
+  export PATH="$(dirname "$0"):$PATH"
   q='"$job"'; cd "$q"; mkdir -p q out rc pid; : > ready
   while [ ! -e poweroff ]; do
     for f in q/*.sh; do
@@ -483,7 +483,7 @@ class Guest:
         mem_args += list(numa)
         kappend = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1",
                    f"pdvm.job={self.job_dir}", f"pdvm.kmods={self.image.modules}",
-                   f"pdvm.python={os.path.realpath(sys.executable)}"]
+                   f"pdvm.python={sys.executable}"]
         fs = ["-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",
               "-device", "virtio-9p-pci,fsdev=fs0,mount_tag=hostroot",
               "-fsdev", f"local,id=fs1,path={self.job_dir},security_model=none,multidevs=remap",
