@@ -277,7 +277,7 @@ def prepare(vm_dir: Path | str | None = None, *, log=print) -> Image:
             name = path.name.split(".ko")[0]
             cpio.file(f"mods/{i:02d}-{name}.ko", _read_module(path))
         cpio.file("init", _INIT.encode(), 0o755)
-        tmp = initrd.with_suffix(".tmp")
+        tmp = initrd.with_suffix(f".tmp{os.getpid()}")
         tmp.write_bytes(gzip.compress(cpio.finish(), 1))
         tmp.rename(initrd)
         stamp.write_text(want)
@@ -454,6 +454,20 @@ class Job:
                        timeout=60)
 
 
+def _remove_stale_jobs(vm_dir: Path) -> None:
+    """Job directories of guests whose QEMU is gone (a test process that was killed)."""
+    for d in vm_dir.glob("job.*"):
+        try:
+            pid = int((d / "qemu.pid").read_text())
+        except (OSError, ValueError):
+            if time.time() - d.stat().st_mtime < 600:
+                continue            # a guest starting right now
+            pid = 0
+        if pid and os.path.exists(f"/proc/{pid}"):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Guest:
     """A booted QEMU guest that runs commands until `close()`.
 
@@ -472,6 +486,7 @@ class Guest:
         if shutil.which("qemu-system-x86_64") is None:
             raise ResourceError("qemu-system-x86_64 is not installed",
                                 "python -m pypdk.testing.vm prepare (apt-get install qemu-system-x86)")
+        _remove_stale_jobs(self.image.dir)
         self.job_dir = Path(tempfile.mkdtemp(prefix="job.", dir=self.image.dir))
         self.console = self.job_dir / "console.log"
         self._n = itertools.count()
@@ -507,6 +522,7 @@ class Guest:
                      "-append", " ".join(kappend)]
         self.qemu = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        (self.job_dir / "qemu.pid").write_text(str(self.qemu.pid))
         try:
             self._wait_for(self.job_dir / "ready", boot_timeout, "the guest to boot")
         except BaseException:
