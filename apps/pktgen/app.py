@@ -245,7 +245,7 @@ def setup(eal, ports, opts):
     except BaseException:
         for p in used:
             p.stop()
-        pool.free()
+        pool.close()
         raise
     # Each lcore runs a gen.GenWorker (a pypdk.worker LcoreWorker): its counters are
     # the lcore loop's (tx rounds and rx bursts are polls), its port_stats the
@@ -275,7 +275,7 @@ def setup(eal, ports, opts):
         return [line]
 
     def close():
-        pool.free()
+        pool.close()
 
     return make_plan(workers, close=close, app_stats=app_stats, periodic=periodic,
                      info={"lcores": where, "gen": g})
