@@ -166,7 +166,7 @@ cdef uint32_t vr_worker_poll(vr_worker *w) noexcept nogil:
             nb = dist_split(w, vif, ps.p[i].queue, pkts, nb)
         vr_process_burst(w, ps.p[i].vif, ps.p[i].queue, pkts, nb)
         w.st.vifq_cycles[ps.p[i].vif][ps.p[i].queue] += pd_rdtsc() - t0
-    if w.dist != NULL:
+    if w.dist != NULL and r.dist_on:
         # What the other lcores handed over: runs of one (vif, queue) at a time.
         nb = ring_sc_dequeue_burst(w.dist, <void **>pkts, 64)
         i = 0

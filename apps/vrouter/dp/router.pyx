@@ -432,6 +432,8 @@ cdef class Router:
         v.mtu = mtu
         v.nb_txq = max(nb_txq, 1)
         v.distribute = distribute
+        if distribute:
+            self.r.dist_on = 1
         memcpy(v.mac, <const char *>mac, 6)
         v.ip4 = ip4_be
         if ip6:

@@ -304,6 +304,7 @@ ctypedef struct vr_router:
     uint32_t txlock[VR_MAX_VIFS][VR_MAX_QUEUES]
     pd_ring *dist[VR_MAX_WORKERS]   # per forwarding lcore: what the others hand it (MP/SC)
     uint32_t nb_dist                # forwarding lcores with a distribution ring
+    uint32_t dist_on                # a vif has distribute (sticky): the lcores drain their rings
 
 ctypedef struct vr_txslot:
     uint16_t vif
