@@ -11,7 +11,8 @@ pypdk (a second boot).
 - two queue pairs, polled from this process: a sender pinned on each vCPU
   transmits on its own queue, every datagram is received once;
 - reconnect: pypdk restarted (the guest keeps its device) and QEMU restarted
-  (pypdk keeps its port).
+  (pypdk keeps its port); and on a second device, where QEMU is the client
+  (`reconnect=1`), pypdk restarted as the server.
 
 net_vhost offers no checksum offload, so the guest's TCP has full checksums.
 """
@@ -36,19 +37,23 @@ pytestmark = pytest.mark.vm
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 GUEST_MAC = "52:54:00:00:77:02"
 HOST_IP, GUEST_IP = "10.77.0.1", "10.77.0.2"
+# The second device: QEMU the client (reconnect=1), pypdk the server.
+GUEST_MAC2, HOST_IP2, GUEST_IP2 = "52:54:00:00:78:02", "10.78.0.1", "10.78.0.2"
 
 
-def boot(sock):
-    return vm.Guest(cpus=2, mem=512, iommu=False, shared_mem=True, boot_timeout=600,
-                    devices=vm.vhost_user_net(sock, queues=2, mac=GUEST_MAC, server=True))
+def boot(sock, sock2=None):
+    devices = vm.vhost_user_net(sock, queues=2, mac=GUEST_MAC, server=True)
+    if sock2:
+        devices += vm.vhost_user_net(sock2, mac=GUEST_MAC2, reconnect=1)
+    return vm.Guest(cpus=2, mem=512, iommu=False, shared_mem=True, boot_timeout=600, devices=devices)
 
 
-def guest_ifname(g):
+def guest_ifname(g, mac=GUEST_MAC):
     g.run("modprobe virtio_net", check=True, timeout=120)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for line in g.run("ip -o link", check=True).out.splitlines():
-            if GUEST_MAC in line:
+            if mac in line:
                 return line.split(":")[1].strip().split("@")[0]
         time.sleep(0.5)
     raise AssertionError("no virtio-net interface in the guest")
@@ -61,17 +66,22 @@ def rig():
     QEMU's vhost-user netdev waits for its backend before the machine starts, so
     the first l2fwd (client mode, retrying) is up before the guest boots."""
     d = tempfile.mkdtemp(dir="/var/tmp", prefix="pdvh")
-    sock = os.path.join(d, "vm.sock")
+    sock, sock2 = os.path.join(d, "vm.sock"), os.path.join(d, "vm2.sock")
     state = {"fwd": L2fwd(sock, os.path.join(d, "l2fwd.json"))}
+    state["fwd2"] = L2fwd(sock2, os.path.join(d, "l2fwd2.json"), server=True, host_ip=HOST_IP2)
     g = None
     try:
-        g = boot(sock)
+        g = boot(sock, sock2)
         ifn = guest_ifname(g)
         g.run(f"ip link set {ifn} up && ip addr add {GUEST_IP}/24 dev {ifn}", check=True)
+        state["ifn2"] = guest_ifname(g, GUEST_MAC2)
+        g.run(f"ip link set {state['ifn2']} up && ip addr add {GUEST_IP2}/24 dev {state['ifn2']}", check=True)
+        state["fwd2"].stop()            # the reconnect test starts its own
         yield g, ifn, sock, d, state
     finally:
-        if state["fwd"].proc.poll() is None:
-            state["fwd"].stop()
+        for k in ("fwd", "fwd2"):
+            if state[k].proc.poll() is None:
+                state[k].stop()
         if g is not None:
             g.close()
         for f in os.listdir(d):
@@ -87,15 +97,17 @@ def wait_for(cond, timeout, what):
 
 
 class L2fwd:
-    """pypdk-run apps/l2fwd: port 0 the guest's vhost port (client mode), port 1 a tap
-    moved into a fresh namespace with HOST_IP."""
+    """pypdk-run apps/l2fwd: port 0 the guest's vhost port (client mode; server=True: the
+    default server mode, one queue pair), port 1 a tap moved into a fresh namespace with
+    host_ip."""
 
-    def __init__(self, sock, stats):
+    def __init__(self, sock, stats, server=False, host_ip=HOST_IP):
         self.tap = nn.unique_name("pdvht")
         self.stats = stats
+        vhost = f"net_vhost0,iface={sock}" + ("" if server else ",queues=2,client=1,reconnect=1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pypdk.cli", "apps/l2fwd", "--lcores", "0-1", "--no-huge",
-             "--vdev", f"net_vhost0,iface={sock},queues=2,client=1,reconnect=1",
+             "--vdev", vhost,
              "--vdev", f"net_tap1,iface={self.tap}", "--stats-json", stats, "--",
              "--no-mac-updating", "--yield-after", "64"],
             cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE,
@@ -105,7 +117,7 @@ class L2fwd:
             wait_for(lambda: nn.link_exists(self.tap) or self.proc.poll() is not None, 60, "the tap")
             assert self.proc.poll() is None, self.proc.communicate()[0][-3000:]
             nn.move_link(self.tap, self.ns)
-            nn.add_addr(self.tap, f"{HOST_IP}/24", self.ns)
+            nn.add_addr(self.tap, f"{host_ip}/24", self.ns)
         except BaseException:
             self.stop()
             raise
@@ -130,10 +142,10 @@ def guest_link_up(g, ifn):
     return "LOWER_UP" in g.run(f"ip link show {ifn}").out
 
 
-def ping_until(g, timeout=90):
+def ping_until(g, timeout=90, ip=HOST_IP):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if g.run(f"ping -c 1 -W 2 {HOST_IP}").rc == 0:
+        if g.run(f"ping -c 1 -W 2 {ip}").rc == 0:
             return True
     return False
 
@@ -245,6 +257,21 @@ def test_two_queue_pairs_flows_spread_and_every_datagram_counted_once(rig, make_
     assert xs["connections"] == 1
 
 
+def test_pypdk_server_restarted_and_qemu_reconnects(rig):
+    """QEMU the client (`reconnect=1`): a new pypdk on the same socket gets the device back."""
+    g, ifn, sock, d, state = rig
+    sock2 = os.path.join(d, "vm2.sock")
+    for round_ in range(2):
+        fwd = L2fwd(sock2, os.path.join(d, f"srv{round_}.json"), server=True, host_ip=HOST_IP2)
+        try:
+            assert ping_until(g, ip=HOST_IP2), f"round {round_}: QEMU did not come back to pypdk"
+        finally:
+            rc, out = fwd.stop()
+        assert rc == 0, out[-3000:]
+        assert fwd.ports()["0"]["xstats"]["connections"] == 1
+        assert not os.path.exists(sock2)            # the server's socket goes with it
+
+
 def test_pypdk_restarted_then_qemu_restarted_the_port_comes_back(rig):
     g, ifn, sock, d, state = rig
     if state['fwd'].proc.poll() is None:
@@ -274,3 +301,4 @@ def test_pypdk_restarted_then_qemu_restarted_the_port_comes_back(rig):
         rc, out = fwd.stop()
     assert rc == 0, out[-3000:]
     assert fwd.ports()["0"]["xstats"]["connections"] == 2         # the first QEMU, then the second
+
