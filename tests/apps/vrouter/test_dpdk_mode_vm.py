@@ -9,6 +9,7 @@ vif, guest B on a MultiQ vif with two queue pairs. One boot of each per module.
 - A and B, on one node, reach each other (routed by the vRouter, proxy ARP);
 - A reaches vm21 on the second node over MPLSoUDP (ping, and TCP with its
   content checked), then over MPLSoGRE (both nodes' tunnels changed live);
+  a third guest, bridged (l2), reaches it over VXLAN (a second topology and boot);
 - B's flows to vm21 leave from both of its transmit queues (every queue polled)
   and vm21's flows to B are spread over both of its receive queues by the inner
   flow's hash, every packet counted once.
@@ -202,3 +203,36 @@ def test_multiq_guest_flows_spread_over_its_queues_both_ways(dc):
     vb = c.call(n1, "vif_get", id=B["vif"])
     assert vb["stats"]["rx_packets"] == sum(q["rx_packets"] for q in vb["queue_stats"])
     assert vb["stats"]["tx_packets"] == sum(q["tx_packets"] for q in vb["queue_stats"])
+
+
+@pytest.fixture(scope="module")
+def dc_vxlan():
+    """Two nodes bridged over VXLAN (VNI 5000), a guest on a bridged (l2) vhost-user vif of node 1."""
+    topo = cl.Topology("vxlan", nodes=2, vms=1, policy=False)
+    vhost_dir = os.path.join(topo.workdir, "vr")
+    g = dict(A, vif=7, name="vmx", mac="02:00:00:00:01:17", ip="10.1.1.17")
+    with topo:
+        c = cl.Cluster(topo, app=("--vhost-dir", vhost_dir))
+        with c:
+            n1, n2 = topo.nodes
+            v = c.call(n1, "vif_add", id=g["vif"], type="virtual", port=f"vhostuser:{g['name']}", vrf=cl.VRF,
+                       mac=g["mac"], ip=g["ip"], mode="l2")
+            c.call(n1, "nh_add", id=g["vif"], type="encap", vif=g["vif"])
+            c.call(n1, "bridge_add", vrf=cl.VRF, mac=g["mac"], nh=g["vif"])
+            c.call(n2, "bridge_add", vrf=cl.VRF, mac=g["mac"], nh=cl.NH_TUNNEL0 + 1, vni=cl.VNI)
+            with boot(g, v["socket"]["path"]) as guest:
+                ifn = guest_up(guest, g)
+                vm21 = topo.vm("vm21")
+                # static neighbours both ways: the unicast path alone (flooding is not under test)
+                guest.run(f"ip neigh replace {VM21_IP} lladdr {vm21.mac} dev {ifn}", check=True)
+                nn.add_neigh(vm21.tap, g["ip"], g["mac"], vm21.ns)
+                yield topo, c, guest, g
+
+
+def test_guest_reaches_the_second_node_over_vxlan(dc_vxlan):
+    topo, c, guest, g = dc_vxlan
+    assert ping(guest, VM21_IP), "the bridged guest got no reply from vm21 over VXLAN"
+    n1, n2 = topo.nodes
+    assert c.call(n1, "vrfstats", vrf=cl.VRF)["vxlan_decaps"] > 0
+    assert c.call(n2, "vrfstats", vrf=cl.VRF)["vxlan_decaps"] > 0
+    assert c.call(n1, "vif_get", id=g["vif"])["socket"]["link_up"]
