@@ -79,6 +79,7 @@ cdef enum:
     E1000_MIN_DESC = 8
     E1000_MAX_DESC = 4096
     E1000_TX_FREE_THRESH = 32   # reclaim completed tx descriptors when fewer are free
+    E1000_TX_RS_THRESH = 32     # RS (a status write-back) on every 32nd descriptor only
 
 
 # 3.2.3 legacy receive descriptor (16 bytes)
@@ -128,5 +129,6 @@ ctypedef struct e1000_txq:
     uint16_t tail               # the next descriptor to fill
     uint16_t clean              # the oldest descriptor not yet reclaimed
     uint16_t nb_free
+    uint16_t rs_mask            # RS on the descriptors i with (i & rs_mask) == rs_mask
     uint64_t tail_writes        # TDT writes (one per burst that sent)
     uint64_t reclaims           # batches of completed descriptors given back

@@ -11,9 +11,12 @@ The burst path:
       full buffer for a fresh mbuf (allocated in bulk for the whole burst),
       and hands the device the refilled descriptors with ONE write of RDT per
       burst (RDT = the last refilled one: the device owns RDH..RDT-1).
-  tx  fills a descriptor per segment (EOP on a packet's last, RS on each so
-      the device reports completion) and moves TDT ONCE per burst; completed
-      descriptors (DD) are reclaimed in batches when fewer than 32 are free.
+  tx  fills a descriptor per segment (EOP on a packet's last) and moves TDT
+      ONCE per burst. RS, which makes the device write the descriptor's status
+      back (a DMA write), is set on every 32nd descriptor only (fixed ring
+      positions, as DPDK's tx_rs_thresh): its DD says the 32 descriptors up to
+      it are done, since the device works in ring order. They are reclaimed in
+      blocks of 32 when fewer than 32 descriptors are free.
 Each register write is a VM exit under a hypervisor (and QEMU transmits
 synchronously inside the TDT write), so the driver writes as few as it can:
 the counts are in xstats (rx_q0_tail_writes, tx_q0_tail_writes).
@@ -137,18 +140,22 @@ cdef uint16_t em_rx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
 
 
 cdef inline void em_tx_reclaim(e1000_txq *txq) noexcept nogil:
+    # Blocks of rs_mask+1 descriptors from `clean` (always at a block's start),
+    # each done when its last descriptor, the one with RS, has DD.
     cdef pd_mbuf *done[PD_MAX_BURST]
-    cdef uint16_t nd = 0, c = txq.clean
-    while txq.nb_free < txq.nb_desc - 1 and (txq.ring[c].status & E1000_TXD_STAT_DD):
-        if txq.sw_ring[c] != NULL:
-            done[nd] = txq.sw_ring[c]
-            txq.sw_ring[c] = NULL
-            nd += 1
-            if nd == PD_MAX_BURST:
-                pktmbuf_free_bulk(done, nd)
-                nd = 0
-        c = (c + 1) & txq.mask
-        txq.nb_free += 1
+    cdef uint16_t nd = 0, c = txq.clean, k, block = txq.rs_mask + 1
+    while (txq.nb_free + block <= txq.nb_desc - 1
+           and (txq.ring[(c + txq.rs_mask) & txq.mask].status & E1000_TXD_STAT_DD)):
+        for k in range(block):
+            if txq.sw_ring[c] != NULL:
+                done[nd] = txq.sw_ring[c]
+                txq.sw_ring[c] = NULL
+                nd += 1
+                if nd == PD_MAX_BURST:
+                    pktmbuf_free_bulk(done, nd)
+                    nd = 0
+            c = (c + 1) & txq.mask
+        txq.nb_free += block
     if nd:
         pktmbuf_free_bulk(done, nd)
     txq.clean = c
@@ -178,11 +185,11 @@ cdef uint16_t em_tx(void *q, pd_mbuf **pkts, uint16_t n) noexcept nogil:
             d.css = 0
             d.special = 0
             d.status = 0
+            d.cmd = E1000_TXD_CMD_IFCS | (E1000_TXD_CMD_RS if (t & txq.rs_mask) == txq.rs_mask else 0)
             if seg.next == NULL:
-                d.cmd = E1000_TXD_CMD_EOP | E1000_TXD_CMD_IFCS | E1000_TXD_CMD_RS
+                d.cmd |= E1000_TXD_CMD_EOP
                 txq.sw_ring[t] = m          # the whole chain is freed when this one is done
             else:
-                d.cmd = E1000_TXD_CMD_IFCS | E1000_TXD_CMD_RS
                 txq.sw_ring[t] = NULL
             t = (t + 1) & txq.mask
             txq.nb_free -= 1
@@ -363,6 +370,7 @@ cdef class Port(EthDev):
         txq.nb_desc = nb_desc
         txq.mask = nb_desc - 1
         txq.nb_free = nb_desc - 1            # one slot stays empty: TDH == TDT means "idle"
+        txq.rs_mask = min(E1000_TX_RS_THRESH, nb_desc // 2) - 1
 
     def _dev_start(self):
         cdef e1000_rxq *rxq = <e1000_rxq *>self.fp.rxq[0]

@@ -13,7 +13,7 @@ from pypdk.pmd import ethdev
 
 from e1000_model import (FakeBus, RAH0, RAL0, RCTL, RCTL_BAM, RCTL_EN,
                          RCTL_SECRC, RCTL_UPE, RDBAH, RDBAL, RDH, RDLEN, RDT, TCTL, TCTL_EN,
-                         TDBAH, TDBAL, TDH, TDLEN, TDT, GPRC, Wire)
+                         TDBAH, TDBAL, TDH, TDLEN, TDT, GPRC, TXD, Wire, _desc_view)
 
 BDF = "0000:00:04.0"
 NB_RX, NB_TX = 64, 64
@@ -161,6 +161,29 @@ def test_tx_reclaims_completed_descriptors_in_batches(port, pool):
     assert p.xstats()["tx_q0_reclaims"] < 40          # batched, not per burst per packet
     p.stop()
     assert pool.avail_count == start                  # stop gave back what was in flight
+
+
+def test_tx_asks_for_status_on_every_32nd_descriptor_only(port, pool):
+    """RS on descriptors 31, 63, ...: one status write-back per 32 frames, and the
+    block before it reclaimed when its DD is there."""
+    p, r, wire = port
+    start = pool.avail_count
+    mbufs = []
+    for i in range(40):
+        m = pool.alloc()
+        m.append(frame(i))
+        mbufs.append(m)
+    assert p.tx_burst(0, mbufs) == 40
+    rs = [i for i in range(40) if TXD.unpack(bytes(_desc_view(wire.tx_base(), i)))[3] & (1 << 3)]
+    assert rs == [31]
+    assert len(wire.transmit()) == 40
+    assert pool.avail_count == start - 40
+    more = [pool.alloc() for _ in range(30)]     # 23 free: the reclaim runs and frees 0..31
+    for m in more:
+        m.append(frame(0))
+    assert p.tx_burst(0, more) == 30
+    assert pool.avail_count == start - 40 - 30 + 32
+    assert len(wire.transmit()) == 30
 
 
 def test_tx_full_ring_takes_what_fits(port, pool):
