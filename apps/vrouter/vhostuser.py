@@ -44,7 +44,7 @@ def spec(port: str, vif_id: int, queues: int, vhost_dir: str = VHOST_DIR) -> str
             raise UsageError(f"port {port!r} names no socket",
                              'write port = "vhostuser:vm1" (the socket uvh_vif_vm1) or a socket path')
         path = where if "/" in where else socket_path(where, vhost_dir)
-        parts = [f"net_vhost{vif_id}", f"iface={path}", *(k for k in keys if k)]
+        parts = [_free_name(vif_id), f"iface={path}", *(k for k in keys if k)]
     else:
         parts = [p for p in port.split(",") if p]
     keys = {p.split("=", 1)[0] for p in parts[1:]}
@@ -55,6 +55,17 @@ def spec(port: str, vif_id: int, queues: int, vhost_dir: str = VHOST_DIR) -> str
         if k == "iface" and v:
             os.makedirs(os.path.dirname(os.path.abspath(v)), exist_ok=True)
     return ",".join(parts)
+
+
+def _free_name(vif_id: int) -> str:
+    """net_vhost<vif id>, or the next of net_vhost<id + 256 k> no open port has (a vif whose
+    socket changes opens its new port before it closes the old one)."""
+    from pypdk.pmd.ethdev import ports
+    taken = {p.name for p in ports()}
+    n = vif_id
+    while f"net_vhost{n}" in taken:
+        n += 256
+    return f"net_vhost{n}"
 
 
 def socket_info(dev) -> dict | None:

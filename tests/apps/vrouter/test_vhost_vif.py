@@ -74,8 +74,13 @@ def test_socket_follows_tf_and_vif_get_shows_it(dpdk, tmp_path):
     assert vhostuser.spec("net_vhost7,iface=/x/y.sock", 7, 4, "/d") == "net_vhost7,iface=/x/y.sock,queues=4"
     assert (vhostuser.spec(f"vhostuser:{tmp_path}/a.sock,client=1,reconnect=1", 5, 1, "/d")
             == f"net_vhost5,iface={tmp_path}/a.sock,client=1,reconnect=1,queues=1")
+    # a new socket for the vif: the new port opens before the old one closes
+    v = vr.vif_add(3, "virtual", port="vhostuser:tap-vm3b", vrf=1, queues=2)
+    assert v["socket"]["path"] == str(tmp_path / "uvh_vif_tap-vm3b") and not os.path.exists(path)
+    guest("tap-vm3b", queues=2)
+    assert vr.vif_get(3)["socket"]["link_up"]
     vr.vif_del(3)
-    assert not os.path.exists(path)
+    assert not os.listdir(tmp_path)
 
 
 def test_two_vms_on_vhost_user_vifs_reach_each_other(dpdk):
