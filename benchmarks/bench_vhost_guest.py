@@ -1,4 +1,8 @@
-"""net_vhost with a real guest: pypdk l2fwd against dpdk-testpmd's vhost PMD, guest to host.
+"""net_vhost with real guests: pypdk l2fwd against dpdk-testpmd's vhost PMD.
+
+Two cases, `--case g2h` (guest to host, the default) and `--case g2g` (guest to guest).
+
+Guest to host:
 
 One TCG guest (1 vCPU, 512 MiB of shared memfd memory) whose virtio-net is a vhost-user device;
 QEMU is the client (`reconnect=1`), so the two contenders take turns on the same socket and the
@@ -23,10 +27,23 @@ Under TCG the guest's sender is emulated and shares the host's two cpus with the
 so the rate is the guest's more than the backend's: compare the ratio within one run. The
 backend's own cost per packet, without a guest, is bench_vhost.py's.
 
-    python -m benchmarks.bench_vhost_guest --rounds 3 [--duration 5] [--json FILE]
+Guest to guest: two such guests, A and B, each on its own socket; the contender forwards
+between the two vhost ports:
+
+    pypdk:   pypdk-run apps/l2fwd -l 0-1 -m 256 --vdev net_vhost0,iface=SOCK_A
+                 --vdev net_vhost1,iface=SOCK_B -- --no-mac-updating
+    testpmd: dpdk-testpmd -l 0-1 --no-pci -m 256 --huge-dir MNT --vdev net_vhost0,iface=SOCK_A
+                 --vdev net_vhost1,iface=SOCK_B -- --forward-mode=io (same pool, cache, rings, burst)
+
+A's pktgen sends (to a MAC that is not B's, so B's stack drops the frames as soon as its driver
+has counted them); the figure is what B's virtio-net counted in rx_packets over pktgen's run
+time, beside what the contender received from A and sent to B.
+
+    python -m benchmarks.bench_vhost_guest [--case g2h|g2g] --rounds 3 [--duration 5] [--json FILE]
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -41,39 +58,49 @@ from pypdk.testing import vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAC = "52:54:00:00:7b:01"
+MAC_B = "52:54:00:00:7b:02"
 NB_MBUFS, POOL_CACHE, NB_DESC, BURST, MEM_MB = 8192, 256, 1024, 32, 256
 PKTGEN = "/proc/net/pktgen"
 
 
-def pypdk_cmd(sock: str, stats: str) -> list[str]:
+def second_port(socks: list[str], pmd_null: str) -> str:
+    """The second vdev: the other guest's vhost port (g2g) or a net_null that receives nothing."""
+    return f"net_vhost1,iface={socks[1]}" if len(socks) > 1 else f"{pmd_null},no-rx=1"
+
+
+def pypdk_cmd(socks: list[str], stats: str) -> list[str]:
     return [sys.executable, "-m", "pypdk.cli", "apps/l2fwd", "-l", "0-1", "-m", str(MEM_MB),
-            "--file-prefix", f"pdvhb{os.getpid()}", "--vdev", f"net_vhost0,iface={sock}",
-            "--vdev", "net_null1,no-rx=1", "--stats-json", stats, "--", "--no-mac-updating"]
+            "--file-prefix", f"pdvhb{os.getpid()}", "--vdev", f"net_vhost0,iface={socks[0]}",
+            "--vdev", second_port(socks, "net_null1"), "--stats-json", stats, "--", "--no-mac-updating"]
 
 
-def testpmd_cmd(sock: str, huge_dir: str) -> list[str]:
+def testpmd_cmd(socks: list[str], huge_dir: str) -> list[str]:
     return ["dpdk-testpmd", "-l", "0-1", "--no-pci", "--no-shconf", "--file-prefix", f"pdvhb{os.getpid()}",
             "--huge-dir", huge_dir, "-m", str(MEM_MB), "--log-level", "error",
-            "--vdev", f"net_vhost0,iface={sock}", "--vdev", "net_null0,no-rx=1", "--",
+            "--vdev", f"net_vhost0,iface={socks[0]}", "--vdev", second_port(socks, "net_null0"), "--",
             "--forward-mode=io", f"--total-num-mbufs={NB_MBUFS}", f"--mbcache={POOL_CACHE}",
             f"--rxd={NB_DESC}", f"--txd={NB_DESC}", f"--burst={BURST}", "--rxq=1", "--txq=1"]
 
 
 class Contender:
-    """A backend process on the socket, started before QEMU (re)connects."""
+    """A backend process on the socket(s), started before QEMU (re)connects."""
 
-    def __init__(self, who: str, sock: str, out: str, huge_dir: str):
+    def __init__(self, who: str, socks: list[str], out: str, huge_dir: str):
         self.who = who
         self.stats = os.path.join(out, f"{who}.json")
-        cmd = pypdk_cmd(sock, self.stats) if who == "pypdk" else testpmd_cmd(sock, huge_dir)
+        cmd = pypdk_cmd(socks, self.stats) if who == "pypdk" else testpmd_cmd(socks, huge_dir)
+        for s in socks:                      # a server's socket left behind by a killed run
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(s)
         self.log = open(os.path.join(out, f"{who}.log"), "w+")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
-        while not os.path.exists(sock):
+        while not all(os.path.exists(s) for s in socks):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{who} did not listen on {sock}:\n{self.output()[-3000:]}")
+                raise RuntimeError(f"{who} did not listen on {socks}:\n{self.output()[-3000:]}")
             time.sleep(0.1)
+        self.ports: dict[int, tuple[int, int]] = {}
 
     def output(self) -> str:
         self.log.flush()
@@ -81,7 +108,8 @@ class Contender:
         return self.log.read()
 
     def stop(self) -> int:
-        """Stop it; the packets it received on the vhost port (port 0)."""
+        """Stop it; the packets it received on the vhost port (port 0). `ports` then holds
+        (rx, tx) packets for ports 0 and 1."""
         self.proc.send_signal(signal.SIGINT if self.who == "testpmd" else signal.SIGTERM)
         try:
             self.proc.wait(60)
@@ -92,28 +120,44 @@ class Contender:
         self.log.close()
         if self.who == "pypdk":
             with open(self.stats) as f:
-                return json.load(f)["ports"]["0"]["ipackets"]
-        m = re.search(r"Forward statistics for port 0\s*-+\s*RX-packets:\s*(\d+)", text)
-        if not m:
-            raise RuntimeError(f"no forward statistics from testpmd:\n{text[-3000:]}")
-        return int(m.group(1))
+                ports = json.load(f)["ports"]
+            self.ports = {int(p): (c["ipackets"], c["opackets"]) for p, c in ports.items()}
+        else:
+            for m in re.finditer(r"Forward statistics for port (\d+)\s*-+\s*RX-packets:\s*(\d+)"
+                                 r".*?TX-packets:\s*(\d+)", text, re.S):
+                self.ports[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+            if 0 not in self.ports:
+                raise RuntimeError(f"no forward statistics from testpmd:\n{text[-3000:]}")
+        return self.ports[0][0]
 
 
-def guest_setup(g) -> str:
+def guest_iface(g, mac: str) -> str:
+    """Load virtio-net (and pktgen), turn IPv6 off (no stray frames); the interface with `mac`, up."""
     g.run("modprobe virtio_net && modprobe pktgen && sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
           "net.ipv6.conf.default.disable_ipv6=1", check=True, timeout=120)
     ifn = None
     for _ in range(120):
         for line in g.run("ip -o link", check=True).out.splitlines():
-            if MAC in line:
+            if mac in line:
                 ifn = line.split(":")[1].strip()
         if ifn:
             break
         time.sleep(0.5)
     if not ifn:
         raise RuntimeError("no virtio-net interface in the guest")
+    g.run(f"ip link set {ifn} up", check=True)
+    return ifn
+
+
+def rx_packets(g, ifn: str) -> int:
+    return int(g.run(f"cat /sys/class/net/{ifn}/statistics/rx_packets", check=True).out)
+
+
+def guest_setup(g) -> str:
+    """The sender: its interface, pktgen set up on it."""
+    ifn = guest_iface(g, MAC)
     dev = f"{PKTGEN}/{ifn}"
-    g.run(f"ip link set {ifn} up && echo rem_device_all > {PKTGEN}/kpktgend_0 && "
+    g.run(f"echo rem_device_all > {PKTGEN}/kpktgend_0 && "
           f"echo 'add_device {ifn}' > {PKTGEN}/kpktgend_0 && "
           f"for c in 'count 0' 'pkt_size 60' 'delay 0' 'clone_skb 1000' 'dst 10.99.0.2' "
           f"'dst_mac 02:00:00:00:7b:02'; do echo \"$c\" > {dev}; done", check=True)
@@ -134,21 +178,54 @@ def blast(g, ifn: str, duration: float) -> dict:
     return {"usec": int(m.group(1)), "sent": int(m.group(2)), "pktgen_pps": int(pps.group(1)) if pps else 0}
 
 
-def one_run(g, ifn, who, sock, out, huge_dir, duration, settle, contender=None) -> dict:
-    c = contender or Contender(who, sock, out, huge_dir)
+def one_run(g, ifn, who, socks, out, huge_dir, duration, settle, contender=None, sink=None) -> dict:
+    """One contender's run; with `sink` (guest B and its interface) the figure is what B counted."""
+    c = contender or Contender(who, socks, out, huge_dir)
     try:
         time.sleep(settle)                   # QEMU reconnects (every second) and starts the rings
+        before = rx_packets(*sink) if sink else 0
         r = blast(g, ifn, duration)
         time.sleep(0.5)
+        arrived = rx_packets(*sink) - before if sink else 0
     finally:
         received = c.stop()
-    r.update(who=who, received=received, pps=received / (r["usec"] / 1e6))
+    r.update(who=who, backend_rx=received)
+    if sink:
+        r.update(backend_tx=c.ports.get(1, (0, 0))[1], received=arrived)
+    else:
+        r.update(received=received)
+    r["pps"] = r["received"] / (r["usec"] / 1e6)
     return r
+
+
+def boot(socks: list[str], macs: list[str]) -> list:
+    """Boot one guest per socket, at once (each QEMU waits for its backend, then boots)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(sock_mac):
+        sock, mac = sock_mac
+        return vm.Guest(cpus=1, mem=512, iommu=False, shared_mem=True, boot_timeout=900,
+                        devices=vm.vhost_user_net(sock, mac=mac, reconnect=1))
+    with ThreadPoolExecutor(len(socks)) as ex:
+        futs = [ex.submit(one, sm) for sm in zip(socks, macs)]
+    guests, err = [], None
+    for f in futs:
+        try:
+            guests.append(f.result())
+        except BaseException as e:
+            err = e
+    if err is not None:
+        for g in guests:
+            g.close()
+        raise err
+    return guests
 
 
 def main(argv=None):
     import argparse
-    ap = argparse.ArgumentParser(description="pypdk l2fwd vs testpmd on a vhost-user guest, guest to host")
+    ap = argparse.ArgumentParser(description="pypdk l2fwd vs testpmd on vhost-user guests")
+    ap.add_argument("--case", choices=("g2h", "g2g"), default="g2h",
+                    help="g2h: one guest to a net_null on the host; g2g: guest A to guest B")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds of pktgen per run")
     ap.add_argument("--settle", type=float, default=4.0, help="seconds for QEMU to reconnect")
@@ -156,28 +233,39 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     out = tempfile.mkdtemp(dir="/var/tmp", prefix="pdvhb")
-    sock = os.path.join(out, "vm.sock")
+    g2g = a.case == "g2g"
+    socks = [os.path.join(out, "vm.sock")] + ([os.path.join(out, "vmb.sock")] if g2g else [])
     huge_dir = os.path.join(out, "huge")
     os.mkdir(huge_dir)
     subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "pdvhb", huge_dir], check=True)
-    runs = []
+    runs, first = [], None
     try:
-        first = Contender("pypdk", sock, out, huge_dir)     # QEMU waits for its backend at start
-        with vm.Guest(cpus=1, mem=512, iommu=False, shared_mem=True, boot_timeout=600,
-                      devices=vm.vhost_user_net(sock, mac=MAC, reconnect=1)) as g:
+        first = Contender("pypdk", socks, out, huge_dir)    # QEMU waits for its backend at start
+        guests = boot(socks, [MAC, MAC_B][:len(socks)])
+        try:
+            g = guests[0]
             ifn = guest_setup(g)
+            sink = (guests[1], guest_iface(guests[1], MAC_B)) if g2g else None
             for rnd in range(a.rounds):
                 order = ("pypdk", "testpmd") if rnd % 2 == 0 else ("testpmd", "pypdk")
                 for who in order:
-                    r = one_run(g, ifn, who, sock, out, huge_dir, a.duration, a.settle,
-                                contender=first if first is not None and who == "pypdk" else None)
+                    r = one_run(g, ifn, who, socks, out, huge_dir, a.duration, a.settle,
+                                contender=first if first is not None and who == "pypdk" else None,
+                                sink=sink)
                     first = None
                     r["round"] = rnd
                     runs.append(r)
+                    via = (f" (backend: {r['backend_rx']} from A, {r['backend_tx']} to B)" if g2g else "")
                     print(f"round {rnd} {who:8s} received {r['received']:9d} of {r['sent']:9d} sent "
                           f"in {r['usec'] / 1e6:.2f} s: {r['pps'] / 1e3:8.1f} kpps "
-                          f"(pktgen {r['pktgen_pps'] / 1e3:.1f} kpps)", flush=True)
+                          f"(pktgen {r['pktgen_pps'] / 1e3:.1f} kpps){via}", flush=True)
+        finally:
+            for gu in guests:
+                gu.close()
     finally:
+        if first is not None:                                # the guests did not boot
+            with contextlib.suppress(Exception):
+                first.stop()
         subprocess.run(["umount", huge_dir], check=False)
         for f in sorted(os.listdir(out), reverse=True):
             p = os.path.join(out, f)
@@ -194,7 +282,7 @@ def main(argv=None):
           f"pypdk {share['pypdk']:.3f}, testpmd {share['testpmd']:.3f}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"runs": runs, "median_pps": med, "received_share": share}, f, indent=1)
+            json.dump({"case": a.case, "runs": runs, "median_pps": med, "received_share": share}, f, indent=1)
 
 
 if __name__ == "__main__":
