@@ -209,7 +209,7 @@ R=/newroot
 mount -t proc proc $R/proc; mount -t sysfs sys $R/sys; mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm $R/dev/hugepages
 mount -t devpts devpts $R/dev/pts; mount -t tmpfs tmpfs $R/dev/shm
-mount -t hugetlbfs nodev $R/dev/hugepages; mount -t tmpfs tmpfs $R/run; mount -t tmpfs tmpfs $R/tmp
+mount -t hugetlbfs nodev $R/dev/hugepages; mount -t tmpfs tmpfs $R/run
 mount -t bpf bpf $R/sys/fs/bpf 2>/dev/null
 rm -rf $R/lib/modules; mkdir -p $R/lib/modules; ln -s "$kmods" "$R/lib/modules/$(uname -r)"
 mkdir -p "$R$job"; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 jobdir "$R$job" \

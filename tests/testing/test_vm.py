@@ -42,12 +42,16 @@ def test_the_guest_is_its_own_machine(guest):
     assert int(groups) > 0                      # the vIOMMU is there
 
 
-def test_writes_stay_in_the_guest(guest):
-    # (the guest's /tmp is a tmpfs of its own: take a host directory it can see)
-    with tempfile.TemporaryDirectory(dir="/var/tmp") as d:
-        marker = os.path.join(d, "from_guest")
-        assert guest.run(f"echo x > {marker} && cat {marker}", check=True).out.strip() == "x"
-        assert not os.path.exists(marker)      # the host root is read-only under an overlay
+def test_host_files_are_seen_and_writes_stay_in_the_guest(guest):
+    # Under /tmp too (a checkout or a virtualenv there must work in the guest).
+    for top in ("/tmp", "/var/tmp"):
+        with tempfile.TemporaryDirectory(dir=top) as d:
+            with open(os.path.join(d, "from_host"), "w") as f:
+                f.write("h\n")
+            marker = os.path.join(d, "from_guest")
+            res = guest.run(f"cat {d}/from_host && echo x > {marker} && cat {marker}", check=True)
+            assert res.out.split() == ["h", "x"]
+            assert not os.path.exists(marker)      # the host root is read-only under an overlay
 
 
 def test_commands_run_at_the_same_time_and_can_be_signalled(guest):
