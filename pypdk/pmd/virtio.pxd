@@ -41,6 +41,7 @@ cdef enum:
     VNET_CFG_MAX_PAIRS = 8
     VNET_CFG_MTU = 10
     VNET_HDR_SIZE = 12          # 5.1.6: VERSION_1, num_buffers always there
+    VNET_TX_RECLAIM_BELOW = 32  # tx reclaims used descriptors when fewer than 32 + 2n are free
 
 
 ctypedef struct vnet_q:

@@ -14,7 +14,8 @@ The burst path:
       with MRG_RXBUF is chained); the buffers go back as fresh mbufs, avail.idx is
       published once per burst, and the device is notified only if it asked to be
       (used.flags without NO_NOTIFY), once per burst.
-  tx  reclaims what the device used, then gives one descriptor per packet when the
+  tx  reclaims what the device used when fewer than 32 (plus two per packet of the
+      burst) descriptors are free, then gives one descriptor per packet when the
       header fits in the mbuf's headroom (the header is written just before the
       data), else a header descriptor and one per segment; one avail.idx store and
       at most one notification per burst.
@@ -237,7 +238,10 @@ cdef uint16_t vnet_tx(void *qp, pd_mbuf **pkts, uint16_t n) noexcept nogil:
     cdef uint8_t *hdr
     cdef bint push
     cdef uint64_t nbytes = 0
-    tx_reclaim(q)
+    # The used ring is read (a cache line the device writes from another cpu)
+    # only when the free descriptors run low, as DPDK's tx_free_thresh.
+    if q.nb_free < VNET_TX_RECLAIM_BELOW + 2 * n:
+        tx_reclaim(q)
     while sent < n:
         m = pkts[sent]
         push = (m.nb_segs == 1 and m.data_off >= VNET_HDR_SIZE and mbuf_refcnt_read(m) == 1)
