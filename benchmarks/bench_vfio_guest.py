@@ -14,8 +14,11 @@ The same pool (8192 mbufs, l2fwd's size for two ports), per-lcore cache (256), r
 IOVA = VA, promiscuous ports, hugepages on both sides. Once a contender polls (and 2.5 s
 more: QEMU's e1000 blanks reception for about a second after RCTL.EN), a sender process on
 the host blasts the same 60-byte frames into NIC A for `--duration` seconds, as fast as it
-can; a receiver thread counts what leaves NIC B. Forwarded pps = frames out of B during the
-blast / its duration.
+can; a receiver thread counts what leaves NIC B (frames received, plus those the host
+socket dropped with a full buffer: they did leave the NIC; the drivers' own tx counts are kept
+as a check). Forwarded pps = frames out of B during the blast / its duration. The host cpu
+time QEMU's vCPU 1 thread (the forwarding lcore) got during the blast is recorded too, and the
+rate per cpu-second of it: on a shared machine that is the steadier figure.
 
 Register writes (each one a VM exit to QEMU's device model): QEMU runs with the trace event
 `memory_region_ops_write` (every MMIO write the guest makes, with its region's name and
