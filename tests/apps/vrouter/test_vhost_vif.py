@@ -1,7 +1,7 @@
 """DPDK mode's VM vifs: a virtual vif on a vhost-user socket (apps/vrouter/vhostuser.py).
 
 The guests are pypdk.testing.vhost_frontend's virtio-net devices (memfd memory,
-real vhost-user messages over the vif's socket); tests/apps/vrouter/test_vhost_vm.py
+real vhost-user messages over the vif's socket); tests/apps/vrouter/test_dpdk_mode_vm.py
 does the same with QEMU guests. Socket names follow TF (uvh_vif_<name> in the
 vRouter's vhost_dir), `vif --get` shows the socket and its queues, two VMs on one
 node reach each other, MPLSoUDP reaches a MultiQ VM over every receive queue (by
