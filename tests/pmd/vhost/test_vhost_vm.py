@@ -300,5 +300,7 @@ def test_pypdk_restarted_then_qemu_restarted_the_port_comes_back(rig):
     finally:
         rc, out = fwd.stop()
     assert rc == 0, out[-3000:]
-    assert fwd.ports()["0"]["xstats"]["connections"] == 2         # the first QEMU, then the second
+    # The first QEMU, then the second (QEMU may also reconnect while a guest driver resets
+    # the device, so there can be more).
+    assert fwd.ports()["0"]["xstats"]["connections"] >= 2
 
