@@ -45,11 +45,53 @@ def _check_queue_owners(workers: dict) -> None:
                                      f"give each {what} queue to one lcore (configure more queues to share a port)")
 
 
+def cross_node_polls(workers: dict, port_node, lcore_node) -> list[str]:
+    """One line per (lcore, port) where an lcore polls a port on another NUMA node.
+
+    port_node(port id) and lcore_node(lcore) give nodes; -1 (unknown) never warns."""
+    lines, seen = [], set()
+    for lc, w in sorted(workers.items()):
+        for rxp, rxq, _txp, _txq in getattr(w, "hops", None) or ():
+            pn, ln = port_node(rxp), lcore_node(lc)
+            if pn < 0 or ln < 0 or pn == ln or (lc, rxp) in seen:
+                continue
+            seen.add((lc, rxp))
+            lines.append(f"lcore {lc} (node {ln}) polls port {rxp} (node {pn}): every packet crosses "
+                         f"the interconnect; poll it from an lcore on node {pn}")
+    return lines
+
+
+def _warn_cross_node(workers: dict) -> None:
+    import logging
+    from pypdk import eal
+    from pypdk.pmd.ethdev import get_port
+    try:
+        e = eal.current()
+    except Exception:
+        return
+
+    def port_node(pid):
+        try:
+            return get_port(pid).socket_id
+        except Exception:
+            return -1
+
+    def lcore_node(lc):
+        try:
+            return e.socket_of(lc)
+        except Exception:
+            return -1
+
+    for line in cross_node_polls(workers, port_node, lcore_node):
+        logging.getLogger("pypdk").warning(line)
+
+
 def make_plan(workers: dict, close=None, app_stats=None, periodic=None, info=None) -> Plan:
     """A Plan running each worker on its lcore.
 
     Raises UsageError when two lcores would poll one rx queue or feed one tx
-    queue (drivers' queues are single-threaded).
+    queue (drivers' queues are single-threaded); logs a warning for an lcore
+    that polls a port on another NUMA node (as testpmd does).
 
     Args:
         workers: {lcore id: worker}: LcoreWorkers (RtcWorker, Stage,
@@ -60,6 +102,7 @@ def make_plan(workers: dict, close=None, app_stats=None, periodic=None, info=Non
     from pypdk import stats
     workers = dict(workers)
     _check_queue_owners(workers)
+    _warn_cross_node(workers)
 
     def stop():
         for w in workers.values():
