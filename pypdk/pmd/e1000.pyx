@@ -40,7 +40,8 @@ from pd_mmio cimport pd_mmio_write32
 
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free, pktmbuf_free_bulk,
                                  PktMbufPool)
-from pypdk.pmd.ethdev cimport EthDev, pd_eth_qstats
+from pypdk.pmd.ethdev cimport pd_eth_qstats
+from pypdk.pmd.pci_port cimport PciPort
 
 import time
 
@@ -214,17 +215,16 @@ def _check_ring(name, nb_desc):
                          f"to {E1000_MAX_DESC} (the ring length must be a multiple of 128 bytes)")
 
 
-cdef class Port(EthDev):
+cdef class Port(PciPort):
     """An 8254x port. `bus` is the device to drive: a vfio.Device (the default,
     opened from the port's name, a PCI address) or, in tests, a fake with the
     same face (regs(0), enable_bus_master(), reset(), info, close())."""
     max_rx_queues = 1
     max_tx_queues = 1
     DRIVER = DRIVER
-    cdef object bus
+    ZONE_PREFIX = "em"
     cdef object regs
     cdef uint8_t *bar
-    cdef list zones
     cdef dict hw_stats
     cdef readonly str model
     cdef uint32_t rctl
@@ -233,12 +233,7 @@ cdef class Port(EthDev):
         self.drv_rx = em_rx
         self.drv_tx = em_tx
         self.bar = NULL
-        self.zones = []
         self.hw_stats = {}
-
-    def __init__(self, str name, dict devargs, bus=None):
-        self.bus = bus
-        EthDev.__init__(self, name, devargs)
 
     # -- registers (slow path)
     def _rd(self, off):
@@ -248,15 +243,11 @@ cdef class Port(EthDev):
         self.regs.write32(off, value & 0xFFFFFFFF)
 
     def _dev_probe(self, dict args):
-        if self.bus is None:
-            from pypdk.eal import vfio
-            self.bus = vfio.open_device(self.name)
-        info = self.bus.info
+        info = self._open_bus()
         self.model = PCI_IDS.get((info.vendor, info.device))
         if self.model is None:
             raise UsageError(f"{self.name}: device {info.vendor:04x}:{info.device:04x} is not an 8254x "
                              "this driver knows", "pypdk-devbind --status shows each device's id")
-        self.socket_id = info.numa_node
         self.regs = self.bus.regs(0, BAR_SIZE)
         if self.regs.addr is None:
             raise ResourceError(f"{self.name}: BAR0 cannot be mapped", "the 8254x registers need an MMIO BAR")
@@ -319,12 +310,6 @@ cdef class Port(EthDev):
                 raise ResourceError(f"{self.name}: EEPROM read of word {word} timed out",
                                     "the device has no valid MAC address")
             time.sleep(0.0005)
-
-    def _zone(self, what, size):
-        from pypdk import eal
-        z = eal.current().memzone_reserve(f"em{self.port_id}_{what}", size, socket_id=self.socket_id)
-        self.zones.append(z)
-        return z
 
     def _dev_rx_queue_setup(self, q, nb_desc, PktMbufPool pool):
         cdef e1000_rxq *rxq
@@ -439,18 +424,13 @@ cdef class Port(EthDev):
                     rxq.sw_ring[i] = NULL
                 rxq.sw_ring = NULL
                 rxq.ring = NULL
-            name = f"em{self.port_id}_rx{q}"
         else:
             txq = <e1000_txq *>self.fp.txq[q]
             if txq != NULL and txq.sw_ring != NULL:
                 self._tx_drain(txq)
                 txq.sw_ring = NULL
                 txq.ring = NULL
-            name = f"em{self.port_id}_tx{q}"
-        for z in list(self.zones):
-            if z.name == name:
-                z.close()
-                self.zones.remove(z)
+        self._zone_close(f"{'rx' if rx else 'tx'}{q}")
 
     def _dev_close(self):
         if self.regs is not None and self.bar != NULL:
@@ -460,27 +440,13 @@ cdef class Port(EthDev):
                 self._wr(E1000_IMC, 0xFFFFFFFF)
             except Exception:
                 pass
-        if self.bus is not None:
-            try:
-                self.bus.disable_bus_master()
-            except Exception:
-                pass
+        self._bus_quiesce()
 
-    def _release_bus(self):
-        for z in self.zones:
-            z.close()
-        self.zones = []
+    def _release(self):
         if self.regs is not None:
             self.regs.close()
             self.regs = None
         self.bar = NULL
-        if self.bus is not None:
-            self.bus.close()
-            self.bus = None
-
-    def close(self):
-        EthDev.close(self)
-        self._release_bus()
 
     def _read_stats(self):
         for off, name, high in _STATS:

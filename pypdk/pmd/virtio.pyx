@@ -44,7 +44,7 @@ from pd_virtio cimport (pd_vring_desc, pd_vring_used_elem, pd_vring_avail_size, 
 
 from pypdk.mempool.mbuf cimport (pd_mbuf, pktmbuf_alloc_bulk, pktmbuf_free, mbuf_refcnt_read,
                                  PktMbufPool)
-from pypdk.pmd.ethdev cimport EthDev
+from pypdk.pmd.pci_port cimport PciPort
 
 import time
 
@@ -287,11 +287,11 @@ cdef uint16_t vnet_tx(void *qp, pd_mbuf **pkts, uint16_t n) noexcept nogil:
 
 # ---- the port ----------------------------------------------------------------
 
-cdef class Port(EthDev):
+cdef class Port(PciPort):
     """A virtio-net device. `bus` is the device: a vfio.Device (opened from the
     port's name, a PCI address) or, in tests, a stand-in with the same face."""
     DRIVER = DRIVER
-    cdef object bus
+    ZONE_PREFIX = "vn"
     cdef dict bars              # BAR index -> register window
     cdef dict caps              # cfg_type -> (window, offset, length)
     cdef object common
@@ -303,7 +303,6 @@ cdef class Port(EthDev):
     cdef uint32_t notify_mult
     cdef readonly object features       # negotiated
     cdef readonly int max_pairs
-    cdef list zones
     cdef object ctrl                    # the control queue (a _CtrlQueue) while started
     cdef int nb_pairs_set
 
@@ -312,11 +311,6 @@ cdef class Port(EthDev):
         self.drv_tx = vnet_tx
         self.bars = {}
         self.caps = {}
-        self.zones = []
-
-    def __init__(self, str name, dict devargs, bus=None):
-        self.bus = bus
-        EthDev.__init__(self, name, devargs)
 
     @property
     def max_rx_queues(self):
@@ -429,14 +423,10 @@ cdef class Port(EthDev):
         return bool(self.features >> int(bit) & 1)
 
     def _dev_probe(self, dict args):
-        if self.bus is None:
-            from pypdk.eal import vfio
-            self.bus = vfio.open_device(self.name)
-        info = self.bus.info
+        info = self._open_bus()
         if (info.vendor, info.device) not in PCI_IDS:
             raise UsageError(f"{self.name}: device {info.vendor:04x}:{info.device:04x} is not a modern "
                              "virtio-net device", "give a 1af4:1041 device (pypdk-devbind --status)")
-        self.socket_id = info.numa_node
         self.bus.enable_bus_master()
         self._find_caps()
         self._negotiate()
@@ -470,9 +460,7 @@ cdef class Port(EthDev):
         cdef size_t sw_off = (used_off + pd_vring_used_size(size) + 63) & ~(<size_t>63)
         cdef size_t extra_off = sw_off + 8 * <size_t>size
         cdef size_t total = extra_off + (2 if rx else VNET_HDR_SIZE) * <size_t>size
-        from pypdk import eal
-        z = eal.current().memzone_reserve(f"vn{self.port_id}_{what}{q}", total, socket_id=self.socket_id)
-        self.zones.append(z)
+        z = self._zone(f"{what}{q}", total)
         vq = <vnet_q *>self.queue_alloc(rx, q, sizeof(vnet_q))
         memset(vq, 0, sizeof(vnet_q))
         base = z.addr
@@ -610,11 +598,7 @@ cdef class Port(EthDev):
                     pktmbuf_free(vq.sw_ring[i])
                     vq.sw_ring[i] = NULL
             vq.sw_ring = NULL
-        name = f"vn{self.port_id}_{'rx' if rx else 'tx'}{q}"
-        for z in list(self.zones):
-            if z.name == name:
-                z.close()
-                self.zones.remove(z)
+        self._zone_close(f"{'rx' if rx else 'tx'}{q}")
 
     def _dev_close(self):
         if self.common is not None:
@@ -622,28 +606,17 @@ cdef class Port(EthDev):
                 self._reset()
             except Exception:
                 pass
-        if self.bus is not None:
-            try:
-                self.bus.disable_bus_master()
-            except Exception:
-                pass
+        self._bus_quiesce()
 
-    def close(self):
-        EthDev.close(self)
+    def _release(self):
         if self.ctrl is not None:
             self.ctrl.release()
             self.ctrl = None
-        for z in self.zones:
-            z.close()
-        self.zones = []
         for win in self.bars.values():
             win.close()
         self.bars = {}
         self.caps = {}
         self.common = self.devcfg = self.notify_win = None
-        if self.bus is not None:
-            self.bus.close()
-            self.bus = None
 
     def _dev_queue_xstats(self, rx, q):
         cdef vnet_q *vq = <vnet_q *>(self.fp.rxq[q] if rx else self.fp.txq[q])
@@ -689,7 +662,7 @@ cdef class _CtrlQueue:
         size = port._queue_size(index, 64)
         used_off = (16 * <size_t>size + pd_vring_avail_size(size) + 63) & ~(<size_t>63)
         from pypdk import eal
-        self.zone = eal.current().memzone_reserve(f"vn{port.port_id}_ctrl", used_off
+        self.zone = eal.current().memzone_reserve(port._zone_name("ctrl"), used_off
                                                   + pd_vring_used_size(size) + 64 + 4096,
                                                   socket_id=port.socket_id)
         memset(&self.q, 0, sizeof(vnet_q))

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import struct
 import tempfile
 import time
@@ -30,7 +31,6 @@ MAC_A, MAC_B = "52:54:00:00:00:04", "52:54:00:00:00:05"     # e1000, virtio-net
 C, MAC_C = "0000:00:06.0", "52:54:00:00:00:06"              # virtio-net, 2 queue pairs on a tap
 K = "0000:00:07.0"                                          # e1000 bound to the kernel's e1000
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HAVE_TUN = os.path.exists("/dev/net/tun")
 TAP = f"pdmq{os.getpid() % 100000}"
 
 
@@ -40,15 +40,13 @@ def rig():
     wa, wb, wk = vm.UdpWire(), vm.UdpWire(), vm.UdpWire()
     devices = wa.nic("e1000", mac=MAC_A, addr="0x4") + wb.nic("virtio", mac=MAC_B, addr="0x5")
     devices += wk.nic("e1000", addr="0x7")
-    bind = [A, B]
-    if HAVE_TUN:
-        devices += vm.tap_net(TAP, queues=2, mac=MAC_C, addr="0x6")
-        bind.append(C)
+    devices += vm.tap_net(TAP, queues=2, mac=MAC_C, addr="0x6")
+    bind = [A, B, C]
     with vm.Guest(cpus=2, mem=1024, devices=devices, rw=[out]) as g:
-        if HAVE_TUN:                 # the host's end: up, and quiet (no IPv6 of its own)
-            with open(f"/proc/sys/net/ipv6/conf/{TAP}/disable_ipv6", "w") as f:
-                f.write("1")
-            os.system(f"ip link set dev {TAP} up")
+        # The host's end of the tap: up, and quiet (no IPv6 of its own).
+        with open(f"/proc/sys/net/ipv6/conf/{TAP}/disable_ipv6", "w") as f:
+            f.write("1")
+        subprocess.run(["ip", "link", "set", "dev", TAP, "up"], check=True)
         g.run(f"python3 -m pypdk.devbind --bind vfio-pci {' '.join(bind)} && "
               "python3 -m pypdk.eal.hugepages --reserve 256M && modprobe e1000", cwd=ROOT, check=True)
         yield g, wa, wb, out
@@ -115,10 +113,11 @@ def test_frames_cross_unchanged_both_ways(rig):
     assert p0["xstats"]["good_rx_octets"] == sum(len(f) + 4 for f in fa)   # the NIC counts the CRC
     assert p0["dropped"] == p1["dropped"] == 0
     assert p1["xstats"]["rx_q0_bad_used"] == p1["xstats"]["tx_q0_bad_used"] == 0
-    # At most one tail write per burst (frames 2 ms apart may come one per burst; the
-    # fake-BAR tests check one TDT write for a burst of 20), fewer notifications than frames.
+    # At most one tail write and one notification per burst (frames 2 ms apart may come one
+    # per burst, and QEMU asks for no notification only while its tx handler runs, so every
+    # frame may need one; the fake-BAR tests check one TDT write for a burst of 20).
     assert 0 < p0["xstats"]["tx_q0_tail_writes"] <= p0["opackets"]
-    assert p1["xstats"]["tx_q0_notifies"] < p1["opackets"]
+    assert 0 < p1["xstats"]["tx_q0_notifies"] <= p1["opackets"]
 
 
 def test_mac_updating_and_a_second_start_in_the_same_guest(rig):
@@ -231,7 +230,6 @@ print('DONE', flush=True)
 """
 
 
-@pytest.mark.skipif(not HAVE_TUN, reason="no /dev/net/tun for the multi-queue tap")
 def test_virtio_two_queue_pairs_carry_frames_both_ways(rig):
     g, _, _, out = rig
     script, result = os.path.join(out, "mq.py"), os.path.join(out, "mq.json")
