@@ -3,8 +3,9 @@
 Each scenario starts `pypdk-run apps/vrouter` in a `Place` (`HostPlace`: a
 subprocess here, three forwarding lcores sharing cpu 1 through an lcore
 group `(1-3)@1`; `GuestPlace`: a 6-vCPU two-node QEMU guest, `--lcores
-2-5`), programs it (with `pypdk-vrouter`, or through `ctl_driver` for many
-operations in one Python start-up), stops it with SIGTERM and checks its
+2-5`, or four forwarding lcores with `--lcores 1-5`), with one input vif
+per forwarding lcore (`inputs(place)`), programs it (with `pypdk-vrouter`,
+or through `ctl_driver` for many operations in one Python start-up), stops it with SIGTERM and checks its
 --stats-json: the counters of every forwarding lcore, the vifs' totals,
 the flows. `--idle-sleep` keeps idle lcores from spinning (a guest's vCPUs
 share this host's two cpus).
@@ -24,12 +25,18 @@ from scapy.all import Ether, IP, UDP, Raw, wrpcap, rdpcap
 from tests.apps.vrouter.harness import VR_MAC
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-IN_VIFS = (3, 4, 5)
+_INPUTS = (3, 4, 5, 10, 11, 12)      # input vif ids, one per forwarding lcore
 OUT_VIF, OUT_MAC, OUT_IP = 6, "02:00:00:00:00:06", "10.1.1.6"
 
 
 def in_mac(v):
-    return f"02:00:00:00:00:0{v}"
+    return f"02:00:00:00:00:{v:02x}"
+
+
+def inputs(place):
+    """The input vifs of a scenario: one per forwarding lcore."""
+    assert 3 <= len(place.workers) <= len(_INPUTS), place.workers
+    return _INPUTS[:len(place.workers)]
 
 
 class HostPlace:
@@ -142,10 +149,11 @@ def out_vif_ops(port):
 # ---- the scenarios ---------------------------------------------------------------------
 
 def live_on_three_lcores(place, prefix, n=40):
-    """Empty at start, programmed with pypdk-vrouter: three pcap inputs, one on each
+    """Empty at start, programmed with pypdk-vrouter: a pcap input on each
     forwarding lcore, into one pcap output (one tx queue: the queue lock)."""
+    ins = inputs(place)
     w = place.work
-    for v in IN_VIFS:
+    for v in ins:
         wrpcap(os.path.join(w, f"{prefix}-in{v}.pcap"), frames(v, n))
     out_pcap = os.path.join(w, f"{prefix}-out.pcap")
     job, stats = start(place, prefix)
@@ -156,22 +164,22 @@ def live_on_three_lcores(place, prefix, n=40):
             f"{cli} nh --add 16 --type encap --vif {OUT_VIF}",
             f"{cli} rt --add --vrf 1 --prefix {OUT_IP}/32 --nh 16"]
     cmds += [f"{cli} vif --add {v} --type virtual --port net_pcap{v},rx_pcap={w}/{prefix}-in{v}.pcap --vrf 1 "
-             f"--mac {in_mac(v)} --ip 10.1.1.{v}" for v in IN_VIFS]
+             f"--mac {in_mac(v)} --ip 10.1.1.{v}" for v in ins]
     rc, out = place.run(" && ".join(f"{c} >/dev/null" for c in cmds) + f" && {cli} --json rxq")
     assert rc == 0, out[-3000:]
     rxq = json.loads(out[out.index("{"):])
-    drive(place, prefix, [["wait_tx", OUT_VIF, 3 * n, 240]])
+    drive(place, prefix, [["wait_tx", OUT_VIF, len(ins) * n, 240]])
     pools = pool_nodes(place, place.pid(job), prefix)
     doc, _ = stop(place, job, stats)
     got = rdpcap(out_pcap)
-    assert len(got) == 3 * n and all(p[Ether].dst == OUT_MAC and p[IP].ttl == 29 for p in got)
+    assert len(got) == len(ins) * n and all(p[Ether].dst == OUT_MAC and p[IP].ttl == 29 for p in got)
     per = {lc["lcore"]: [q["vif"] for q in lc["rxqs"]] for lc in rxq["lcores"]}
     assert sorted(per) == list(place.workers)
-    assert all(any(v in IN_VIFS for v in vifs) for vifs in per.values()), per      # an input each
+    assert all(any(v in ins for v in vifs) for vifs in per.values()), per      # an input each
     assert set(doc["lcores"]) == {str(lc) for lc in place.workers}
     assert all(doc["lcores"][str(lc)]["rx"] == n for lc in place.workers), doc["lcores"]
-    assert lcore_sum(doc, "rx") == sum(doc["app"]["vifs"][str(v)]["rx_packets"] for v in IN_VIFS) == 3 * n
-    assert lcore_sum(doc, "tx") == doc["app"]["vifs"][str(OUT_VIF)]["tx_packets"] == 3 * n
+    assert lcore_sum(doc, "rx") == sum(doc["app"]["vifs"][str(v)]["rx_packets"] for v in ins) == len(ins) * n
+    assert lcore_sum(doc, "tx") == doc["app"]["vifs"][str(OUT_VIF)]["tx_packets"] == len(ins) * n
     return doc, rxq, pools
 
 
@@ -188,15 +196,16 @@ policy = true
 
 
 def race_flows(place, prefix, flows=64, rounds=4):
-    """Three policy vifs, on three lcores and started together from --config, send the
+    """A policy vif per forwarding lcore, started together from --config, send the
     same 5-tuples at once: each becomes one flow pair, created once."""
+    ins = inputs(place)
     w = place.work
     cfg = [f'[vrouter]\nmac = "{VR_MAC}"\nunderlay_ip = "192.168.50.1"\n',
            f'[[vif]]\nid = {OUT_VIF}\ntype = "virtual"\nport = "net_null{OUT_VIF},no-rx=1"\nvrf = 1\n'
            f'mac = "{OUT_MAC}"\nip = "{OUT_IP}"\n',
            f'[[nh]]\nid = 16\ntype = "encap"\nvif = {OUT_VIF}\n',
            f'[[route]]\nvrf = 1\nprefix = "{OUT_IP}/32"\nnh = 16\n']
-    for v in IN_VIFS:
+    for v in ins:
         rx = os.path.join(w, f"{prefix}-race{v}.pcap")
         wrpcap(rx, [p for _ in range(rounds) for p in frames(v, flows, src="10.1.1.9", sport0=3000)])
         cfg.append(RACE_VIF.format(v=v, rx=rx, mac=in_mac(v)))
@@ -204,7 +213,7 @@ def race_flows(place, prefix, flows=64, rounds=4):
     with open(path, "w") as f:
         f.write("".join(cfg))
     job, stats = start(place, prefix, f"--config {path} --flow-timeout 600")
-    total = 3 * flows * rounds
+    total = len(ins) * flows * rounds
     (fl,) = drive(place, prefix, [["wait_tx", OUT_VIF, total, 240], ["op", "flow_list", {}]])
     doc, _ = stop(place, job, stats)
     fwd = [f for f in fl if f["src"] == "10.1.1.9"]
@@ -220,10 +229,11 @@ def race_flows(place, prefix, flows=64, rounds=4):
 
 
 def churn(place, prefix, rounds=6):
-    """Routes, nexthops and vifs change while three lcores forward (inputs replayed
+    """Routes, nexthops and vifs change while the lcores forward (inputs replayed
     forever, outputs on net_null with a tx queue per lcore): nothing is lost."""
+    ins = inputs(place)
     w = place.work
-    for v in IN_VIFS:
+    for v in ins:
         wrpcap(os.path.join(w, f"{prefix}-churn{v}.pcap"), frames(v, 16))
     job, stats = start(place, prefix)
     plan = out_vif_ops(f"net_null{OUT_VIF},no-rx=1") + [
@@ -231,7 +241,7 @@ def churn(place, prefix, rounds=6):
         ["op", "nh_add", {"id": 17, "type": "encap", "vif": 7}]]
     plan += [["op", "vif_add", {"id": v, "type": "virtual", "vrf": 1, "mac": in_mac(v), "ip": f"10.1.1.{v}",
                                 "port": f"net_pcap{v},rx_pcap={w}/{prefix}-churn{v}.pcap,infinite_rx=1"}]
-             for v in IN_VIFS]
+             for v in ins]
     plan += [["repeat", rounds, [
         ["op", "nh_add", {"id": 16, "type": "encap", "vif": 7}],           # the route's nexthop moves
         ["sleep", 0.05],
@@ -247,20 +257,20 @@ def churn(place, prefix, rounds=6):
     rxq = res[-1]
     doc, out = stop(place, job, stats)
     vifs = doc["app"]["vifs"]
-    rx_in = sum(vifs[str(v)]["rx_packets"] for v in IN_VIFS)
+    rx_in = sum(vifs[str(v)]["rx_packets"] for v in ins)
     tx_out = vifs[str(OUT_VIF)]["tx_packets"] + vifs["7"]["tx_packets"]
     assert rx_in > 0 and vifs[str(OUT_VIF)]["tx_packets"] > 0 and vifs["7"]["tx_packets"] > 0, vifs
     assert {k: v for k, v in doc["app"]["dropstats"].items() if v} == {}, out[-2000:]
     assert tx_out == rx_in
     assert lcore_sum(doc, "rx") == rx_in and lcore_sum(doc, "tx") == tx_out
     assert all(doc["lcores"][str(lc)]["rx"] > 0 for lc in place.workers), doc["lcores"]
-    assert len(rxq["lcores"]) == 3
+    assert len(rxq["lcores"]) == len(place.workers)
     return doc
 
 
 def distribution(place, prefix, flows=96):
     """One input vif with `distribute` (one queue, as a SingleQ VM or MPLSoGRE): its
-    packets are hashed by flow over the three lcores and all come out."""
+    packets are hashed by flow over all the lcores and all come out."""
     w = place.work
     wrpcap(os.path.join(w, f"{prefix}-dist.pcap"), frames(3, flows))
     out_pcap = os.path.join(w, f"{prefix}-distout.pcap")

@@ -9,8 +9,9 @@ lcores 3-5 on node 1):
 - it comes up empty, is programmed with pypdk-vrouter, forwards between
   pcap vifs on all three forwarding lcores and stops clean on SIGTERM; its
   one pool is on node 1 in /proc/PID/numa_maps, as are its lcores;
-- the race, churn and software distribution scenarios on three lcores
-  that really run at once.
+- the race, churn and software distribution scenarios on four forwarding
+  lcores that really run at once (`--lcores 1-5`: lcore 2 on node 0, 3-5 on
+  node 1).
 
 And `--lcores 1-4` (forwarding lcores 2 on node 0, 3 and 4 on node 1): a
 pool per node, each on its node in numa_maps and --stats-json.
@@ -70,13 +71,28 @@ def test_lcores_on_two_nodes_get_a_pool_on_each_node(place):
     assert {lc: e["node"] for lc, e in doc["eal"]["lcores"].items()} == {"1": 0, "2": 0, "3": 1, "4": 1}
 
 
-def test_same_five_tuples_from_three_lcores_become_one_flow_pair_each(place):
-    sc.race_flows(place, "lcrace")
+def four_lcores(place):
+    """The race scenarios on four forwarding lcores: `--lcores 1-5` (lcore 2 on node 0, 3-5 on node 1)."""
+    place.lcores, place.workers = "1-5", (2, 3, 4, 5)
+    return place
 
 
-def test_changes_while_three_lcores_forward_lose_nothing(place):
-    sc.churn(place, "lcchurn")
+@pytest.fixture
+def place4(place):
+    try:
+        yield four_lcores(place)
+    finally:
+        place.lcores, place.workers = sc.GuestPlace.lcores, sc.GuestPlace.workers
 
 
-def test_software_distribution_spreads_one_queue_over_three_lcores(place):
-    sc.distribution(place, "lcdist")
+def test_same_five_tuples_from_four_lcores_become_one_flow_pair_each(place4):
+    doc = sc.race_flows(place4, "lcrace")
+    assert set(doc["lcores"]) == {"2", "3", "4", "5"}
+
+
+def test_changes_while_four_lcores_forward_lose_nothing(place4):
+    sc.churn(place4, "lcchurn")
+
+
+def test_software_distribution_spreads_one_queue_over_four_lcores(place4):
+    sc.distribution(place4, "lcdist")
