@@ -135,26 +135,31 @@ class Topology:
         policy: VM vifs do flows and policy.
         fip: {vm name: public underlay address} floating IPs.
         fabric: "af_packet" (default) or "af_xdp" for the fabric vif.
+        fabric_queues: rx/tx queues of the fabric vif (af_packet: a PACKET_FANOUT
+            group hashing the outer flow; the vRouter deals them over its lcores).
         prefix: the namespaces' name prefix (default unique per process).
         workdir: where configs and stats go (default a fresh temp dir).
     """
 
     def __init__(self, encap: str = "mplsoudp", nodes: int = 2, vms: int = 2, *, peer: bool = False,
                  peer_vxlan: bool = False, queues: dict | None = None, policy: bool = True,
-                 fip: dict | None = None, fabric: str = "af_packet", prefix: str | None = None,
-                 workdir: str | None = None, log=None):
+                 fip: dict | None = None, fabric: str = "af_packet", fabric_queues: int = 1,
+                 prefix: str | None = None, workdir: str | None = None, log=None):
         if encap not in ENCAPS:
             raise ValueError(f"encap {encap!r}: one of {', '.join(ENCAPS)}")
         if peer_vxlan and encap != "vxlan":
             raise ValueError("a kernel VXLAN peer needs encap='vxlan'")
         if fabric not in ("af_packet", "af_xdp"):
             raise ValueError(f"fabric {fabric!r}: af_packet or af_xdp")
+        if fabric_queues > 1 and fabric != "af_packet":
+            raise ValueError("several fabric queues need fabric='af_packet' (veth has one AF_XDP queue here)")
         self.encap = encap
         self.peer = peer or peer_vxlan
         self.peer_vxlan = peer_vxlan
         self.policy = policy
         self.fip = dict(fip or {})
         self.fabric = fabric
+        self.fabric_queues = fabric_queues
         self.prefix = prefix or nn.unique_name("vr")[:9]
         self.own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="pypdk-vrouter-")
@@ -200,12 +205,14 @@ class Topology:
     def fabric_port(self, n: Node) -> str:
         if self.fabric == "af_xdp":
             return "net_af_xdp0,iface=eth0"
-        return "net_af_packet0,iface=eth0"
+        q = f",qpairs={self.fabric_queues}" if self.fabric_queues > 1 else ""
+        return f"net_af_packet0,iface=eth0{q}"
 
     def config(self, n: Node) -> dict:
         """Node n's vRouter config (the TOML's tables as a dict)."""
         l2 = self.encap == "vxlan"
-        vifs = [{"id": 0, "type": "fabric", "port": self.fabric_port(n), "mtu": FABRIC_MTU},
+        vifs = [{"id": 0, "type": "fabric", "port": self.fabric_port(n), "mtu": FABRIC_MTU,
+                 **({"queues": self.fabric_queues} if self.fabric_queues > 1 else {})},
                 {"id": 1, "type": "vhost", "port": "net_tap1,iface=vhost0", "mac": n.mac, "ip": n.underlay_ip,
                  "mtu": FABRIC_MTU},
                 {"id": 2, "type": "agent"}]

@@ -154,6 +154,34 @@ def test_multiqueue_vm_spreads_flows_and_counts_each_packet_once(running):
     assert_clean_stop(topo, cl)
 
 
+def test_fabric_on_two_rx_queues_dealt_to_two_lcores(running):
+    """The fabric vif with two queues (af_packet fanout hashing the outer flow: MPLSoUDP's
+    source port carries the inner flow's hash) on a vRouter with two forwarding lcores:
+    each queue on its own lcore, both carry traffic, every packet counted once."""
+    topo, cl = running("mplsoudp", nodes=2, vms=1, fabric_queues=2, cluster={"lcores": "0,(1-2)@1"})
+    vm11, vm21 = topo.vm("vm11"), topo.vm("vm21")
+    n2 = topo.nodes[1]
+    ping_ok(topo, "vm11", vm21.ip)
+    srv = nn.ns_popen(vm21.ns, "iperf3", "-s", "-1", "-p", "5302")
+    try:
+        time.sleep(0.5)
+        c = nn.ns_run(vm11.ns, "iperf3", "-c", vm21.ip, "-p", "5302", "-P", "8", "-t", "2", "-J",
+                      check=False, timeout=60)
+        assert c.returncode == 0, c.stdout[-2000:] + c.stderr
+    finally:
+        srv.wait(timeout=30)
+    time.sleep(0.5)
+    rxq = cl.call(n2, "rxq_show")
+    fabric_lcores = {lc["lcore"] for lc in rxq["lcores"] for q in lc["rxqs"] if q["vif"] == 0}
+    assert len(fabric_lcores) == 2, rxq
+    v = cl.call(n2, "vif_get", id=0)
+    qs = v["queue_stats"]
+    assert len(qs) == 2 and all(q["rx_packets"] > 100 for q in qs), f"one queue idle: {qs}"
+    assert sum(q["rx_packets"] for q in qs) == v["stats"]["rx_packets"]
+    assert "Queue 1" in cli(n2, "vif", "--get", "0")
+    assert_clean_stop(topo, cl)
+
+
 # ---- 4. policy and a floating IP -------------------------------------------------------------------
 
 def test_policy_drops_tcp_5001_ping_passes_and_floating_ip(running):
