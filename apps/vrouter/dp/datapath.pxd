@@ -9,13 +9,20 @@
 
 from libc.stdint cimport uint16_t, uint32_t
 from pypdk.mempool.mbuf cimport pd_mbuf
-from apps.vrouter.dp.vrouter cimport vr_worker
+from apps.vrouter.dp.vrouter cimport vr_worker, vr_vif
 
 # Process a burst received on (vif, queue): every mbuf is consumed (sent,
 # trapped or freed and counted). Output is buffered per (vif, queue) and
 # flushed before returning.
 cdef void vr_process_burst(vr_worker *w, uint16_t vif, uint16_t queue, pd_mbuf **pkts,
                            uint32_t n) noexcept nogil
+
+# Software distribution of a burst received on a vif with `distribute`: every
+# packet whose inner flow hashes to another forwarding lcore goes to that
+# lcore's ring; those that hash here stay, compacted in pkts; how many stayed.
+# (vr_worker_poll calls it; benchmarks/ drive it with their own input.)
+cdef uint32_t dist_split(vr_worker *w, vr_vif *vif, uint16_t queue, pd_mbuf **pkts,
+                         uint32_t n) noexcept nogil
 
 # One round: poll every (vif, queue) of the worker once, and the inject ring.
 # Returns the packets received.
