@@ -369,14 +369,17 @@ class Runner:
         return 0
 
     def _eal_json(self) -> dict:
-        """--stats-json "eal": each lcore's cpu and NUMA node, the memory per node,
-        and each live zone (every mempool is one, under the pool's name) with its node."""
+        """--stats-json "eal": each lcore's cpu and NUMA node, the memory per node
+        (zones and hugepage tables), each live zone (every mempool is one, under
+        the pool's name) with its node, and the table memory placement."""
+        from pypdk.eal import tablemem
         lay = self.eal.layout()
         return {"main_lcore": self.eal.main_lcore,
                 "lcores": {str(lc): v for lc, v in lay["lcores"].items()},
                 "memory": {str(n): v for n, v in lay["memory"].items()},
                 "memzones": {z.name: {"node": z.socket_id, "mb": round(z.map_len / (1 << 20), 3)}
-                             for z in self.eal.memzones}}
+                             for z in self.eal.memzones},
+                "tables": tablemem.placement()}
 
     def _teardown(self, raise_errors: bool):
         """Undo whatever was brought up, in reverse; keep going past errors (first one re-raised)."""

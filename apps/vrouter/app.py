@@ -87,6 +87,10 @@ def setup(eal, ports, opts):
         _close_pools(pools)
         raise
     pool = pools[nodes[workers[0]]]
+    # The big tables (flows, routes, bridge) in hugepages on one node: the
+    # forwarding lcores' (README.md, "Table memory"); --no-huge: ordinary pages.
+    tables_node = table_node(nodes, eal.socket_of(eal.main_lcore))
+    eal.place_tables(tables_node)
     hz = tsc_hz()       # ticks of the flow clock (the TSC) per second
     vr_kw = dict(ports=ports, lcores=nodes, pools=pools, burst=opts.burst, yield_after=opts.yield_after,
                  tsc_hz=hz, sleep_us=opts.idle_sleep, vhost_dir=opts.vhost_dir)
@@ -124,12 +128,26 @@ def setup(eal, ports, opts):
         out["pools"] = {f"vrouter_pool{n}": {"node": p.socket_id, "size": p.size, "in_use": p.in_use_count}
                         for n, p in pools.items()}
         out["lcore_nodes"] = {str(lc): n for lc, n in nodes.items()}
+        out["tables_node"] = tables_node
         return out
 
     # Each forwarding lcore is a pypdk.worker LcoreWorker (dp/router.pyx Worker).
     return make_plan(wk, close=close, app_stats=app_stats,
                      periodic=_live_view(vr, control),
                      info={"lcores": {lc: pairs for lc, pairs in assignment.items()}, "vrouter": vr})
+
+
+def table_node(lcore_nodes: dict, main_node: int) -> int:
+    """The node of the vRouter's tables: the one with most forwarding lcores
+    ({lcore: node}); the main lcore's on a tie or with none."""
+    count = {}
+    for node in lcore_nodes.values():
+        count[node] = count.get(node, 0) + 1
+    if not count:
+        return main_node
+    top = max(count.values())
+    best = [n for n, c in count.items() if c == top]
+    return best[0] if len(best) == 1 else main_node
 
 
 # ---- the control hook: agent thread, control socket, live view (apps/vrouter/agent.py) ----

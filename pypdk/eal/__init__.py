@@ -16,7 +16,8 @@ a process at a time; `current()` returns it.
         eal.mp_wait_lcore()
 
 Pieces: `corelist` (lcore lists), `topology` (NUMA nodes), `hugepages`
-(sysfs pools, mounts, the reserve tool), `memzone` (zones), `lcore` (threads).
+(sysfs pools, mounts, the reserve tool), `memzone` (zones), `lcore` (threads),
+`tablemem` (the lookup tables' memory).
 
 Memory options follow DPDK: ``memory`` (-m, MB in total) or ``socket_mem``
 (--socket-mem, MB per NUMA node) make init check that many hugepages are
@@ -38,6 +39,12 @@ for a pool). `lcore_layout()` and `memory_layout()` report the lcores with
 their nodes and the memory per node; ``--socket-mem A,B`` checks each
 node's free hugepages at init (a shortage is one line naming the node and
 the reserve command) and caps each node's zones at its share.
+
+Table memory (`tablemem`: LPM, flow and bridge tables): lazily backed
+ordinary/THP pages unless an app asks ``eal.place_tables(node)``; then
+tables made after it take 2 MiB hugepages on that node, reserved when
+mapped, counted per node in `memory_per_node()` ("tables_mb") and with the
+zones against -m/--socket-mem (--no-huge: they stay on ordinary pages).
 """
 from __future__ import annotations
 
@@ -275,16 +282,22 @@ class Eal:
                 "memory": self.memory_per_node()}
 
     def memory_per_node(self) -> dict:
-        """{node: {"zones", "used_mb", "cap_mb", "free_hugepages"}} for every node of the
-        machine: the EAL's live zones on it, their mapped MB, the node's
-        --socket-mem share (None: no cap), and its free hugepages of the EAL's size
-        (None with --no-huge)."""
+        """{node: {"zones", "used_mb", "tables", "tables_mb", "cap_mb", "free_hugepages"}}
+        for every node of the machine: the EAL's live zones on it and their
+        mapped MB, the tables on hugepages there (place_tables) and their MB,
+        the node's --socket-mem share (None: no cap; zones and tables count
+        against it), and its free hugepages of the EAL's size (None with --no-huge)."""
         from pypdk.eal import hugepages as _hp
+        from pypdk.eal import tablemem
         out = {}
+        tables = tablemem.usage()
         for node in _topo.nodes():
             zones = [z for z in self.memzones if z.socket_id == node]
+            t = tables.get(node, {"tables": 0, "bytes": 0})
             out[node] = {"zones": len(zones),
                          "used_mb": round(sum(z.map_len for z in zones) / (1 << 20), 3),
+                         "tables": t["tables"],
+                         "tables_mb": round(t["bytes"] / (1 << 20), 3),
                          "cap_mb": None if self.socket_mem is None else self.socket_mem.get(node, 0),
                          "free_hugepages": None if self.no_huge else _hp.free_pages(self.page_size, node)}
         return out
@@ -396,17 +409,19 @@ class Eal:
     def _check_budget(self, name, size, socket_id, page_size):
         if self.memory is None and self.socket_mem is None:
             return
+        from pypdk.eal import tablemem
         map_len = -(-size // page_size) * page_size
         live = self.memzones
+        tables = {n: u["bytes"] for n, u in tablemem.usage().items()}
         if self.memory is not None:
             cap, opt = self.memory << 20, f"-m {self.memory}"
-            used = sum(z.map_len for z in live)
+            used = sum(z.map_len for z in live) + sum(tables.values())
         elif socket_id >= 0:
             cap, opt = self.socket_mem.get(socket_id, 0) << 20, f"--socket-mem (node {socket_id})"
-            used = sum(z.map_len for z in live if z.socket_id == socket_id)
+            used = sum(z.map_len for z in live if z.socket_id == socket_id) + tables.get(socket_id, 0)
         else:
             cap, opt = sum(self.socket_mem.values()) << 20, "--socket-mem"
-            used = sum(z.map_len for z in live)
+            used = sum(z.map_len for z in live) + sum(tables.values())
         if used + map_len > cap:
             raise ResourceError(f"memzone '{name}' needs {map_len >> 20} MB but only {(cap - used) >> 20} MB "
                                 f"of {opt} is left", "raise the EAL memory option or make the zone smaller")
@@ -447,6 +462,45 @@ class Eal:
         self._zones[name] = z
         return z
 
+    def place_tables(self, node: int | None = None) -> dict:
+        """Put the lookup tables made from now on (pypdk.eal.tablemem: LPM,
+        flow hash, the vRouter's flows) in this EAL's hugepages on `node`.
+
+        2 MiB pages (the EAL's page size when the kernel has no 2 MiB pool),
+        reserved when a table is mapped, bound to `node`, counted in
+        memory_per_node() and with the zones against -m/--socket-mem. With
+        --no-huge the tables stay on ordinary pages. close() puts the
+        default back (tables made before keep their memory until freed).
+
+        Args:
+            node: a NUMA node; default the main lcore's.
+
+        Returns:
+            tablemem.placement()
+
+        Raises:
+            UsageError: no such node.
+        """
+        from pypdk.eal import hugepages as _hp
+        from pypdk.eal import tablemem
+        self._check_live()
+        if node is None:
+            node = self.socket_of(self.main_lcore)
+        if node not in _topo.nodes():
+            raise UsageError(f"table memory on NUMA node {node}, which does not exist "
+                             f"(nodes: {','.join(map(str, _topo.nodes()))})", "give one of those nodes")
+        if self.no_huge:
+            tablemem.place_default()
+            return tablemem.placement()
+        ps = 2 * _hp.MiB if 2 * _hp.MiB in _hp.page_sizes() else self.page_size
+        if self.memory is not None:
+            tablemem.place(node, ps, cap_bytes=self.memory << 20, cap_all=True)
+        elif self.socket_mem is not None:
+            tablemem.place(node, ps, cap_bytes=self.socket_mem.get(node, 0) << 20)
+        else:
+            tablemem.place(node, ps)
+        return tablemem.placement()
+
     def memzone_free(self, zone) -> None:
         """Free a zone (a Memzone or its name); same as zone.close()."""
         z = zone if isinstance(zone, Memzone) else self.memzone_lookup(zone)
@@ -469,6 +523,8 @@ class Eal:
         try:
             _lcore.stop()
         finally:
+            from pypdk.eal import tablemem
+            tablemem.place_default()
             for z in self._zones.values():
                 z.close()
             self._zones.clear()

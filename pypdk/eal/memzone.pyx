@@ -97,6 +97,7 @@ cdef extern from "<unistd.h>" nogil:
     int ftruncate(int fd, long length)
 
 from pd_config cimport PD_MAX_NUMA_NODES
+from pypdk.eal.tablemem cimport table_mem_zone_account   # -m/--socket-mem count zones and tables
 
 
 # ---- C level: map, bind, populate, unmap ------------------------------------------------
@@ -314,6 +315,7 @@ cdef _zone_release(Memzone z):
         return
     z.freed = True
     if _live.pop(<size_t>z.mz.addr, None) is not None:
+        table_mem_zone_account(z.mz.socket_id, -<long>z.mz.map_len)
         for w in list(_watchers):
             w.zone_freed(<size_t>z.mz.addr)
     if z.exports > 0:
@@ -473,6 +475,7 @@ def memzone_reserve(name, size, int socket_id=-1, *, page_size=None, bint no_hug
     z.mz.socket_id = node if node >= 0 else (socket_id if socket_id >= 0 else 0)
     z.freed = False
     _live[<size_t>z.mz.addr] = z.mz.map_len
+    table_mem_zone_account(z.mz.socket_id, <long>z.mz.map_len)
     for w in list(_watchers):
         try:
             w.zone_created(<size_t>z.mz.addr, z.mz.map_len)

@@ -21,6 +21,7 @@ from libc.errno cimport errno, EINVAL, ENOMEM, ENOSPC, ENOENT
 from pypdk.net.byteorder cimport pd_htons, pd_htonl
 from pypdk.eal.tablemem cimport table_mem_map, table_mem_unmap
 
+from pypdk.eal import tablemem
 from pypdk.errors import UsageError, ResourceError
 
 from pd_atomic cimport (pd_store_relaxed_u32, pd_store_release_u32, pd_store_release_u64,
@@ -275,7 +276,8 @@ cdef class FlowHash:
             if errno == EINVAL:
                 raise UsageError(f"FlowHash({capacity}, key_len={key_len}, buckets={buckets}): bad size",
                                  f"capacity 1..2^31-1, key_len 1..{PD_FH_KEY_MAX}, buckets a power of two")
-            raise MemoryError(f"FlowHash({capacity}, key_len={key_len})")
+            what = f"FlowHash({capacity}, key_len={key_len})"
+            raise tablemem.take_failure(what) or MemoryError(what)   # hugepages: node and fix
 
     def __dealloc__(self):
         flow_hash_free(self.h)

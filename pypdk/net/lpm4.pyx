@@ -18,9 +18,11 @@ from libc.errno cimport errno, EINVAL, ENOMEM, ENOSPC, ENOENT, ENOBUFS
 
 from pypdk.net.hash cimport hash_mix64
 from pypdk.net.lpm_tbl8 cimport (pd_lpm_family, lpm_tables_init, lpm_tables_fini, lpm_groups_reclaim,
+                                 lpm_tbl24_back,
                                  lpm_pow2_at_least, lpm_group_publish, lpm_group_defer,
                                  lpm_rebuild, lpm_grow_add, lpm_raise, lpm_as_int, lpm_depth)
 
+from pypdk.eal import tablemem
 from pypdk.errors import UsageError
 
 
@@ -124,6 +126,9 @@ cdef int lpm4_add(pd_lpm4 *lpm, uint32_t ip, uint8_t depth, uint32_t nh) noexcep
     if depth > 32 or nh > PD_LPM4_NH_MASK:
         return -EINVAL
     ip &= _mask4(depth)
+    # The tbl24 range this add writes has its pages first (hugepages: may fail, nothing changed).
+    if depth and lpm_tbl24_back(lpm.tbl24, ip >> 8, 1u << (24 - depth) if depth <= 24 else 1) != 0:
+        return -ENOMEM
     r = _r4_find(lpm, ip, depth)
     if r == NULL:
         if lpm.nrules >= lpm.max_rules:
@@ -325,7 +330,8 @@ cdef class LPM4:
             if errno == EINVAL:
                 raise UsageError(f"LPM4({max_rules}, {number_tbl8s}): bad size",
                                  f"max_rules 1..2^30, number_tbl8s 0..{PD_LPM4_NH_MASK + 1}")
-            raise MemoryError(f"LPM4({max_rules}, {number_tbl8s})")
+            what = f"LPM4({max_rules}, {number_tbl8s})"
+            raise tablemem.take_failure(what) or MemoryError(what)   # hugepages: node and fix
 
     def __dealloc__(self):
         lpm4_free(self.lpm)

@@ -76,6 +76,10 @@ cdef struct pd_lpm_groups:
 cdef int lpm_tables_init(uint32_t **tbl24, uint32_t **tbl8, pd_lpm_groups *g,
                          uint32_t number_tbl8s) noexcept nogil
 cdef void lpm_tables_fini(uint32_t *tbl24, uint32_t *tbl8, pd_lpm_groups *g) noexcept nogil
+# Before an add's first store into tbl24[first .. first + count): back the
+# range (a sparse table on hugepages gets its pages here). 0, or -ENOMEM
+# with nothing changed.
+cdef int lpm_tbl24_back(uint32_t *tbl24, uint32_t first, uint32_t count) noexcept nogil
 # Pending groups become free; returns how many.
 cdef uint32_t lpm_groups_reclaim(pd_lpm_groups *g) noexcept nogil
 

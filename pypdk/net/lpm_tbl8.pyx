@@ -4,7 +4,10 @@ Python classes' argument and error helpers. The families and their classes:
 `pypdk.net.lpm4` (LPM4) and `pypdk.net.lpm6` (LPM6).
 
 Memory: the 64 MiB tbl24 and the tbl8 groups (1 KiB each) are table memory
-(pypdk.eal.tablemem): mapped lazily, huge pages where the kernel has them.
+(pypdk.eal.tablemem): lazily backed ordinary/THP pages by default, or the
+EAL's hugepages on one node (Eal.place_tables). The tbl24 is a sparse table:
+an add backs the range it writes first (lpm_tbl24_back), so on hugepages a
+table pays one 2 MiB page per 1/32 of the address space its routes touch.
 """
 import operator
 
@@ -12,9 +15,10 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.errno cimport EINVAL, ENOMEM, ENOSPC, ENOENT, ENOBUFS
 
-from pypdk.eal.tablemem cimport table_mem_map, table_mem_unmap
+from pypdk.eal.tablemem cimport table_mem_map, table_mem_map_sparse, table_mem_back, table_mem_unmap
 
 from pypdk.errors import UsageError, ResourceError
+from pypdk.eal import tablemem
 
 MISS = PD_LPM_MISS
 
@@ -30,7 +34,7 @@ cdef int lpm_tables_init(uint32_t **tbl24, uint32_t **tbl8, pd_lpm_groups *g,
                          uint32_t number_tbl8s) noexcept nogil:
     cdef uint32_t i
     g.number = number_tbl8s           # what lpm_tables_fini unmaps, even after a failure here
-    tbl24[0] = <uint32_t *>table_mem_map(<size_t>PD_LPM_TBL24_ENTRIES * sizeof(uint32_t))
+    tbl24[0] = <uint32_t *>table_mem_map_sparse(<size_t>PD_LPM_TBL24_ENTRIES * sizeof(uint32_t))
     tbl8[0] = <uint32_t *>table_mem_map(_tbl8_bytes(number_tbl8s))
     if tbl24[0] == NULL or tbl8[0] == NULL:
         return -1
@@ -52,6 +56,12 @@ cdef void lpm_tables_fini(uint32_t *tbl24, uint32_t *tbl8, pd_lpm_groups *g) noe
     free(g.pending_ids)
 
 
+cdef int lpm_tbl24_back(uint32_t *tbl24, uint32_t first, uint32_t count) noexcept nogil:
+    if table_mem_back(tbl24, <size_t>first * sizeof(uint32_t), <size_t>count * sizeof(uint32_t)) != 0:
+        return -ENOMEM
+    return 0
+
+
 cdef uint32_t lpm_groups_reclaim(pd_lpm_groups *g) noexcept nogil:
     cdef uint32_t i, n = g.npending
     for i in range(n):
@@ -67,14 +77,18 @@ cdef void *lpm_rebuild(const pd_lpm_family *f, const void *old, uint32_t max_rul
                        uint32_t number_tbl8s) noexcept nogil:
     cdef void *lpm
     cdef uint64_t groups = number_tbl8s
+    cdef int rc
     while groups <= PD_LPM_GROW_MAX:
         lpm = f.create(max_rules, <uint32_t>groups)
         if lpm == NULL or old == NULL:
             return lpm
-        if f.refill(lpm, old) == 0:
+        rc = f.refill(lpm, old)
+        if rc == 0:
             return lpm
-        f.free(lpm)             # the old groups did not fit in the new count: more
-        groups = groups * 4 if groups else 1
+        f.free(lpm)
+        if rc != -ENOBUFS:
+            return NULL         # out of table memory (hugepages): no bigger table will fit
+        groups = groups * 4 if groups else 1   # the old groups did not fit in the new count: more
     return NULL
 
 
@@ -113,6 +127,10 @@ cdef int lpm_raise(int rc, str what, uint32_t max_nh) except -1:
                             "create the table with more number_tbl8s, or reclaim() groups freed by deletes")
     if rc == -ENOENT:
         raise KeyError(f"{what}: no such route")
+    if rc == -ENOMEM:
+        err = tablemem.take_failure(what)      # hugepage table memory (Eal.place_tables)
+        if err is not None:
+            raise err
     raise OSError(-rc, what)
 
 

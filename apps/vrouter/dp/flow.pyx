@@ -130,13 +130,14 @@ cdef int flow_table_create(vr_router *r, uint32_t capacity, uint64_t seed) noexc
     cdef void *mem
     cdef size_t size = <size_t>capacity * sizeof(vr_flow)
     r.flow_h = flow_hash_create(capacity, sizeof(pd_flow_key), PD_FH_F_DEFER_FREE, seed, 0)
-    if r.flow_h == NULL:
-        return -ENOMEM
-    # Page-aligned (an entry is one cache line, never two), zeroed and backed
-    # lazily; huge pages where possible: a lookup in a million flows should
-    # not also miss the TLB.
+    # Page-aligned (an entry is one cache line, never two), zeroed; table
+    # memory (pypdk.eal.tablemem): lazily backed THP/4 KiB pages, or the EAL's
+    # hugepages on the forwarding lcores' node: a lookup in a million flows
+    # should not also miss the TLB. Mapped even when the hash failed, so a
+    # hugepage shortage is reported for both.
     mem = table_mem_map(size)
-    if mem == NULL:
+    if mem == NULL or r.flow_h == NULL:
+        table_mem_unmap(mem, size)
         flow_hash_free(r.flow_h)
         r.flow_h = NULL
         return -ENOMEM

@@ -73,6 +73,7 @@ LIMITS = {"vifs": VR_MAX_VIFS, "nhs": VR_MAX_NHS, "vrfs": VR_MAX_VRFS, "queues":
 
 import time as _time
 from pypdk.errors import ResourceError as _ResourceError
+from pypdk.eal import tablemem as _tablemem
 import os as _os
 import numpy as _np
 from pypdk.ring.ring cimport PD_RING_F_SC_DEQ, PD_RING_F_SP_ENQ
@@ -185,6 +186,7 @@ cdef class Router:
         self.r = <vr_router *>calloc(1, sizeof(vr_router))
         if self.r == NULL:
             raise MemoryError()
+        _tablemem.mark()        # a hugepage shortage names what all the tables need
         self.r.fabric_vif = self.r.vhost_vif = self.r.agent_vif = VR_NO_VIF
         self.r.pool = (<Mempool>pool).mp
         self.r.mpls_max = mpls_max
@@ -200,7 +202,8 @@ cdef class Router:
         if (rc != 0 or self.r.mpls == NULL or self.r.bridge == NULL or self.r.vxlan == NULL
                 or self.r.fip == NULL or self.r.trap == NULL or self.r.inject == NULL):
             self._free()
-            raise MemoryError("vrouter tables")
+            # On the EAL's hugepages (tablemem placement) a shortage names the node and the fix.
+            raise _tablemem.take_failure("the vRouter's tables") or MemoryError("vrouter tables")
         if not _hash_consistent(self.r.fip):
             self._free()
             raise _ResourceError("pypdk.net.flow_hash and apps.vrouter were built from different "
@@ -567,8 +570,9 @@ cdef class Router:
                         with gil:
                             self._retire(<uintptr_t>old, RETIRE_LPM4)
         if rc != 0:
-            raise _ResourceError(f"bulk route add in vrf {vrf} failed at index {i} ({_errname(rc)})",
-                                 "fewer routes, or more memory")
+            err = _tablemem.take_failure(f"the routes of vrf {vrf}") if rc == -ENOMEM else None
+            raise err or _ResourceError(f"bulk route add in vrf {vrf} failed at index {i} ({_errname(rc)})",
+                                        "fewer routes, or more memory")
         return n
 
     def rt_lookup(self, int vrf, int family, bytes addr):
@@ -803,7 +807,8 @@ cdef _rt_check(int rc, int vrf, bytes addr, int plen):
     if rc == -ENOENT:
         raise KeyError(f"no route {what}")
     if rc == -ENOMEM:
-        raise MemoryError(f"route {what}: out of memory for the VRF's table")
+        raise (_tablemem.take_failure(f"route {what}")
+               or MemoryError(f"route {what}: out of memory for the VRF's table"))
     raise _ResourceError(f"route {what}: {_errname(rc)}", "check the prefix length; free memory")
 
 
