@@ -82,12 +82,13 @@ NB_MBUFS = 8192
 _seq = [0]
 
 
-def make(eal, lcs, pools, flow_max):
-    """A VRouter with forwarding lcores `lcs` and bench_vrouter's tables; (vr, port specs)."""
+def make(nodes, pools, flow_max):
+    """A VRouter with the forwarding lcores of `nodes` ({lcore: node}) and bench_vrouter's
+    tables, every poll set empty; (vr, {vif: port spec})."""
     from apps.vrouter.vrouter import VRouter
     from benchmarks.bench_vrouter import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, VM_MAC
     from pypdk.eal.timer import tsc_hz
-    nodes = {lc: eal.socket_of(lc) for lc in lcs}
+    lcs = sorted(nodes)
     vr = VRouter(pools[nodes[lcs[0]]], VR_MAC, UNDERLAY, flow_max=flow_max, mpls_max=1 << 12,
                  lcores=nodes, pools={n: pools[n] for n in set(nodes.values())}, tsc_hz=tsc_hz())
     specs = {}
@@ -114,6 +115,13 @@ def idle(vr, lcs):
     vr.dp.assign({lc: [] for lc in lcs})
 
 
+def set_distribute(vr, specs, lcs, on):
+    """The encap path's VM vif (3) with or without software distribution."""
+    from benchmarks.bench_vrouter import VM_MAC
+    vr.vif_add(3, "virtual", port=specs[3], vrf=1, mac=VM_MAC, ip="10.1.1.3", policy=True, distribute=on)
+    idle(vr, lcs)
+
+
 def per_lcore(res, hz):
     """The figures of one job's result."""
     p = max(res["pkts"], 1)
@@ -129,11 +137,15 @@ def per_lcore(res, hz):
             "handed": res["handed"], "ring_full": res["ring_full"], "nombuf": res["nombuf"]}
 
 
-def run_jobs(eal, jobs, duration, by_count=False, drains=False):
+def run_jobs(eal, jobs, duration, by_count=False, drains=False, feeders=True):
+    """Launch and start `jobs`; the feeders stop by their count or after `duration`
+    seconds, then the drains (if any) once their rings are empty; the results."""
     import time
     jobs.launch(eal)
     jobs.start()
-    if by_count:
+    if not feeders:
+        pass
+    elif by_count:
         jobs.wait_feeders(eal)
     else:
         time.sleep(duration)
@@ -151,7 +163,7 @@ def run_case(eal, pools, case, lcs, cfg, duration, hz):
     vif, frame, ports_off, _ = FRAMES[path]
     f = cfg["new_flows"] if new else cfg["flows"]
     n = len(lcs)
-    vr, _ = make(eal, lcs, pools, flow_max=2 * (1 if same else n) * f + 4096)
+    vr, _ = make({lc: eal.socket_of(lc) for lc in lcs}, pools, flow_max=2 * (1 if same else n) * f + 4096)
     try:
         workers = vr.fwd.workers
 
@@ -183,28 +195,23 @@ def run_case(eal, pools, case, lcs, cfg, duration, hz):
 
 def run_dist(eal, pools, lcs, cfg, duration, rounds, hz):
     """Software distribution against local processing, alternated, on one VRouter."""
-    from benchmarks.bench_vrouter import FRAMES, VM_MAC
+    from benchmarks.bench_vrouter import FRAMES
     from benchmarks.vrouter_lcore_kernels import Jobs
     vif, frame, ports_off, _ = FRAMES["mplsoudp_encap"]
     f = cfg["flows"]
     a = lcs[0]
-    vr, specs = make(eal, lcs, pools, flow_max=2 * f + 4096)
+    vr, specs = make({lc: eal.socket_of(lc) for lc in lcs}, pools, flow_max=2 * f + 4096)
     workers = vr.fwd.workers
     pool = pools[eal.socket_of(a)]
     out = []
     try:
-        def set_dist(on):
-            vr.vif_add(3, "virtual", port=specs[3], vrf=1, mac=VM_MAC, ip="10.1.1.3", policy=True,
-                       distribute=on)
-            idle(vr, lcs)
-
         j = Jobs()
         j.feed(a, workers[a], pool, vif, frame, ports_off, f, 0, scramble=False, max_pkts=f)
         run_jobs(eal, j, 0, by_count=True)
         for r in range(rounds):
             row = {}
             for on in ((False, True) if r % 2 == 0 else (True, False)):
-                set_dist(on)
+                set_distribute(vr, specs, lcs, on)
                 d0 = sum(vr.dropstats().values())
                 j = Jobs()
                 j.feed(a, workers[a], pool, vif, frame, ports_off, f, 0, pace=True)
@@ -245,7 +252,7 @@ def run_numa(eal, pools, lc, cfg, duration, rounds, hz):
     node = eal.socket_of(lc)
     other = 1 - node
     f = cfg["flows"]
-    vr, _ = make(eal, [lc], pools, flow_max=2 * 2 * f + 4096)
+    vr, _ = make({lc: eal.socket_of(lc)}, pools, flow_max=2 * 2 * f + 4096)
     w = vr.fwd.workers[lc]
     out = []
     try:
