@@ -21,6 +21,8 @@ tables, flows on, the VM's policy):
   bridge_own      fabric -> VXLAN VNI -> bridge -> VM; each lcore its own F flows
   encap_newflows  VM -> MPLSoUDP, every packet a new flow (flow creation: the flow lock and
                   the shared table), --new-flows packets per lcore, a count instead of a duration
+  encap_txlock    encap_own with the fabric port on one tx queue: the lcores take its queue
+                  lock around each burst (a port without a tx queue per lcore)
 
 The flows of the other paths are made first by an untimed pass on each lcore; the timed pass
 visits them in a scrambled order. Per lcore: Mpps over its own run, TSC cycles per packet
@@ -66,14 +68,15 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name: (path, all lcores on the same flows, a new flow every packet)
+# name: (path, all lcores on the same flows, a new flow every packet, one shared fabric tx queue)
 CASES = {
-    "decap_own": ("mplsoudp_decap", False, False),
-    "decap_same": ("mplsoudp_decap", True, False),
-    "encap_own": ("mplsoudp_encap", False, False),
-    "encap_same": ("mplsoudp_encap", True, False),
-    "bridge_own": ("vxlan_bridge", False, False),
-    "encap_newflows": ("mplsoudp_encap", False, True),
+    "decap_own": ("mplsoudp_decap", False, False, False),
+    "decap_same": ("mplsoudp_decap", True, False, False),
+    "encap_own": ("mplsoudp_encap", False, False, False),
+    "encap_same": ("mplsoudp_encap", True, False, False),
+    "bridge_own": ("vxlan_bridge", False, False, False),
+    "encap_newflows": ("mplsoudp_encap", False, True, False),
+    "encap_txlock": ("mplsoudp_encap", False, False, True),
 }
 HOST = {"lcores": "0-1,2@0", "sets": {1: [1], 2: [1, 2]}, "flows": 1 << 14, "new_flows": 1 << 17}
 GUEST = {"lcores": "0-5", "sets": {1: [3], 2: [3, 4], 4: [2, 3, 4, 5]}, "flows": 1 << 12,
@@ -82,9 +85,11 @@ NB_MBUFS = 8192
 _seq = [0]
 
 
-def make(nodes, pools, flow_max):
+def make(nodes, pools, flow_max, shared_tx=False):
     """A VRouter with the forwarding lcores of `nodes` ({lcore: node}) and bench_vrouter's
-    tables, every poll set empty; (vr, {vif: port spec})."""
+    tables, every poll set empty; (vr, {vif: port spec}). shared_tx: the fabric's port is
+    set up here with one tx queue (the lcores share it under its lock); vr.close() leaves
+    it open: it is specs["dev0"], for the caller to close."""
     from apps.vrouter.vrouter import VRouter
     from benchmarks.bench_vrouter import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, VM_MAC
     from pypdk.eal.timer import tsc_hz
@@ -95,7 +100,15 @@ def make(nodes, pools, flow_max):
     for vid in (0, 3, 5):
         _seq[0] += 1
         specs[vid] = f"net_null{_seq[0]},no-rx=1"
-    vr.vif_add(0, "fabric", port=specs[0])
+    if shared_tx:
+        import pypdk.pmd
+        dev = pypdk.pmd.open(specs[0])
+        dev.setup(pools[nodes[lcs[0]]], 1, 1)
+        dev.start()
+        specs["dev0"] = dev
+        vr.vif_add(0, "fabric", port=dev)
+    else:
+        vr.vif_add(0, "fabric", port=specs[0])
     vr.vif_add(3, "virtual", port=specs[3], vrf=1, mac=VM_MAC, ip="10.1.1.3", policy=True)
     vr.vif_add(5, "virtual", port=specs[5], vrf=2, mac="02:00:00:00:02:05", mode="l2", policy=True)
     vr.nh_add(10, "encap", vif=3)
@@ -159,11 +172,12 @@ def run_case(eal, pools, case, lcs, cfg, duration, hz):
     """One case on the lcores `lcs`: {"lcores": [per lcore], "total_mpps", ...}."""
     from benchmarks.bench_vrouter import FRAMES
     from benchmarks.vrouter_lcore_kernels import Jobs
-    path, same, new = CASES[case]
+    path, same, new, shared_tx = CASES[case]
     vif, frame, ports_off, _ = FRAMES[path]
     f = cfg["new_flows"] if new else cfg["flows"]
     n = len(lcs)
-    vr, _ = make({lc: eal.socket_of(lc) for lc in lcs}, pools, flow_max=2 * (1 if same else n) * f + 4096)
+    vr, specs = make({lc: eal.socket_of(lc) for lc in lcs}, pools, flow_max=2 * (1 if same else n) * f + 4096,
+                     shared_tx=shared_tx)
     try:
         workers = vr.fwd.workers
 
@@ -180,13 +194,16 @@ def run_case(eal, pools, case, lcs, cfg, duration, hz):
         res = run_jobs(eal, jobs_for(False), duration, by_count=new)
         drops = {k: v for k, v in vr.dropstats().items() if v}
         flows = vr.dp.flow_count()
+        own_txq = vr.dp.vif_lcore_txq(0)
     finally:
         vr.close()
+        if "dev0" in specs:
+            specs["dev0"].close()
     lc = [per_lcore(r, hz) for r in res]
     total = sum(r["pkts"] for r in res) / max(r["wall_ns"] for r in res) * 1e3
     out = {"case": case, "n": n, "lcores": lc, "total_mpps": round(total, 3),
            "total_mpps_on_cpu": round(sum(x["mpps_on_cpu"] for x in lc), 3), "drops": drops,
-           "flow_entries": flows, "flows_made_timed": flows - flows0}
+           "flow_entries": flows, "flows_made_timed": flows - flows0, "fabric_txq_per_lcore": own_txq}
     expect = 2 * f * (1 if same else n)
     if drops or flows != expect:
         out["error"] = f"drops {drops}, {flows} flow entries (expected {expect})"
