@@ -141,6 +141,8 @@ cdef void _fail(int kind, int node, size_t need) noexcept nogil:
     global _fail_kind, _fail_node, _fail_need, _fail_page, _fail_left
     cdef long used = 0
     cdef int n
+    if _fail_kind == kind and _fail_node == node:
+        need += _fail_need          # several tables refused before anyone asked: what all need
     _fail_kind, _fail_node, _fail_need, _fail_page = kind, node, need, _pl.page
     if kind == FAIL_CAP:
         for n in range(PD_MAX_NUMA_NODES):
@@ -341,6 +343,7 @@ def place(int node, page_size, cap_bytes=None, bint cap_all=False, min_bytes=Non
     Raises:
         UsageError: a node, page size or cap out of range.
     """
+    global _fail_kind
     if not 0 <= node < PD_MAX_NUMA_NODES:
         raise UsageError(f"table memory on NUMA node {node}: out of range", f"give 0..{PD_MAX_NUMA_NODES - 1}")
     if not isinstance(page_size, int) or page_size < 4096 or page_size & (page_size - 1):
@@ -348,6 +351,7 @@ def place(int node, page_size, cap_bytes=None, bint cap_all=False, min_bytes=Non
     if min_bytes is None:
         min_bytes = page_size // 2
     pthread_mutex_lock(&pd_tm_mutex)
+    _fail_kind = FAIL_NONE
     _pl.node = node
     _pl.page = page_size
     _pl.page_shift = (<size_t>page_size).bit_length() - 1
@@ -409,9 +413,9 @@ def mark():
     """Start counting the hugepage bytes tables ask for: a creation that maps
     several tables calls this first, so take_failure() names what all of them
     need, not only the one that failed."""
-    global _marked, _tried
+    global _marked, _tried, _fail_kind
     pthread_mutex_lock(&pd_tm_mutex)
-    _marked, _tried = 1, 0
+    _marked, _tried, _fail_kind = 1, 0, FAIL_NONE
     pthread_mutex_unlock(&pd_tm_mutex)
 
 
@@ -420,12 +424,12 @@ def take_failure(what):
     forgotten), or None: a hugepage shortage on the node (how many pages, and
     the reserve command) or over -m/--socket-mem. After mark(), the need is
     everything asked for since (the caller freed what it had made)."""
-    global _fail_kind, _marked
+    global _fail_kind, _fail_need, _marked
     from pypdk.eal import hugepages as _hp
     kind, node, need, page, left = _fail_kind, _fail_node, _fail_need, _fail_page, _fail_left
     if _marked and _tried > need:
         need = _tried
-    _fail_kind, _marked = FAIL_NONE, 0
+    _fail_kind, _fail_need, _marked = FAIL_NONE, 0, 0
     if kind == FAIL_SHORTAGE:
         pages = -(-need // page)
         return _hp.shortage_error(pages, page, node, what, _hp.free_pages(page, node))

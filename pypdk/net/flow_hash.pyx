@@ -271,6 +271,7 @@ cdef class FlowHash:
     def __cinit__(self, uint32_t capacity, uint32_t key_len=40, bint defer_free=False, seed=None,
                   uint32_t buckets=0):
         cdef uint64_t s = int.from_bytes(os.urandom(8), "little") if seed is None else seed
+        tablemem.mark()         # a hugepage shortage names what all its tables need
         self.h = flow_hash_create(capacity, key_len, PD_FH_F_DEFER_FREE if defer_free else 0, s, buckets)
         if self.h == NULL:
             if errno == EINVAL:

@@ -325,6 +325,7 @@ cdef class LPM4:
     cdef pd_lpm4 *lpm
 
     def __cinit__(self, uint32_t max_rules, uint32_t number_tbl8s=256):
+        tablemem.mark()         # a hugepage shortage names what all its tables need
         self.lpm = lpm4_create(max_rules, number_tbl8s)
         if self.lpm == NULL:
             if errno == EINVAL:

@@ -387,6 +387,7 @@ cdef class LPM6:
     cdef pd_lpm6 *lpm
 
     def __cinit__(self, uint32_t max_rules, uint32_t number_tbl8s=1024):
+        tablemem.mark()         # a hugepage shortage names what all its tables need
         self.lpm = lpm6_create(max_rules, number_tbl8s)
         if self.lpm == NULL:
             if errno == EINVAL:

@@ -129,7 +129,7 @@ def test_shortage_is_one_line_naming_the_node_and_the_fix(eal):
         FlowHash(need * (MB2 // 64), key_len=40)    # 64-byte records: `need` pages of them
     msg = str(ei.value)
     assert "\n" not in msg and f"on node {node}" in msg and "python -m pypdk.eal.hugepages --reserve" in msg
-    assert "FlowHash" in msg
+    assert "FlowHash" in msg and f"need {need + 256} free 2 MiB" in msg    # records, 512 MiB of buckets
     assert private_hugetlb_kb() == priv0 and tablemem.mappings() == []
 
 
