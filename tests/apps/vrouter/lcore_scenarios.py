@@ -124,13 +124,15 @@ def lcore_sum(doc, key):
 
 
 def pool_nodes(place, pid, prefix):
-    """{pool: nodes its pages are on} from /proc/PID/numa_maps."""
+    """{pool: nodes its pages are on} from /proc/PID/numa_maps, and under "tables"
+    the nodes of the tables on hugepages (anonymous hugetlb mappings, `huge`)."""
     rc, out = place.run(f"cat /proc/{pid}/numa_maps")
     found = {}
     for line in out.splitlines():
         m = re.search(r"file=/memfd:%s_(vrouter_pool\d+)" % re.escape(prefix), line)
-        if m:
-            found.setdefault(m.group(1), set()).update(int(n) for n in re.findall(r"\bN(\d+)=", line))
+        name = m.group(1) if m else ("tables" if "file=/anon_hugepage" in line and " huge " in line else None)
+        if name:
+            found.setdefault(name, set()).update(int(n) for n in re.findall(r"\bN(\d+)=", line))
     return found
 
 

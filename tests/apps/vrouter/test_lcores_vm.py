@@ -8,13 +8,15 @@ lcores 3-5 on node 1):
 
 - it comes up empty, is programmed with pypdk-vrouter, forwards between
   pcap vifs on all three forwarding lcores and stops clean on SIGTERM; its
-  one pool is on node 1 in /proc/PID/numa_maps, as are its lcores;
+  one pool and its tables (flows, routes, bridge: hugepages) are on node 1
+  in /proc/PID/numa_maps, as are its lcores (the main lcore is on node 0);
 - the race, churn and software distribution scenarios on four forwarding
   lcores that really run at once (`--lcores 1-5`: lcore 2 on node 0, 3-5 on
   node 1).
 
 And `--lcores 1-4` (forwarding lcores 2 on node 0, 3 and 4 on node 1): a
-pool per node, each on its node in numa_maps and --stats-json.
+pool per node, each on its node in numa_maps and --stats-json; the tables on
+node 1, the node of most forwarding lcores.
 """
 import json
 import os
@@ -46,8 +48,10 @@ def place():
 def test_lcores_2_5_empty_programmed_live_forwards_on_three_lcores(place):
     doc, rxq, pools = sc.live_on_three_lcores(place, "lc25")
     assert all(lc["node"] == 1 for lc in rxq["lcores"])
-    assert pools == {"vrouter_pool1": {1}}, pools
+    assert pools == {"vrouter_pool1": {1}, "tables": {1}}, pools
     assert {lc: e["node"] for lc, e in doc["eal"]["lcores"].items()} == {"2": 0, "3": 1, "4": 1, "5": 1}
+    assert doc["app"]["tables_node"] == 1 and doc["eal"]["tables"]["node"] == 1
+    assert doc["eal"]["memory"]["1"]["tables_mb"] >= 16 and doc["eal"]["memory"]["0"]["tables_mb"] == 0
     assert {k: v["node"] for k, v in doc["app"]["pools"].items()} == {"vrouter_pool1": 1}
 
 
@@ -64,7 +68,8 @@ def test_lcores_on_two_nodes_get_a_pool_on_each_node(place):
     finally:
         place.lcores, place.workers = sc.GuestPlace.lcores, sc.GuestPlace.workers
     assert {lc["lcore"]: lc["node"] for lc in res[-1]["lcores"]} == {2: 0, 3: 1, 4: 1}
-    assert pools == {"vrouter_pool0": {0}, "vrouter_pool1": {1}}, pools
+    assert pools == {"vrouter_pool0": {0}, "vrouter_pool1": {1}, "tables": {1}}, pools
+    assert doc["app"]["tables_node"] == 1 and doc["eal"]["memory"]["0"]["tables_mb"] == 0
     assert {k: v["node"] for k, v in doc["app"]["pools"].items()} == {"vrouter_pool0": 0, "vrouter_pool1": 1}
     assert doc["eal"]["memzones"]["vrouter_pool0"]["node"] == 0
     assert doc["eal"]["memzones"]["vrouter_pool1"]["node"] == 1
