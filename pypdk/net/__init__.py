@@ -26,7 +26,8 @@ builds or reads frames in Python:
   arp_frames    arp_frame / parse_arp: Ethernet/IPv4 ARP for the slow path
 
 Table memory (the LPM tables, the flow hash, the vRouter's flow entries) is
-mapped by pypdk.eal.tablemem: lazily backed, huge pages where possible.
+mapped by pypdk.eal.tablemem: lazily backed, THP where possible; the EAL's
+2 MiB hugepages on one node after eal.place_tables(node).
 """
 from pypdk.net import cksum
 from pypdk.net.flow_hash import FlowHash, make_key_v4, make_key_v6

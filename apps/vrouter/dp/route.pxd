@@ -5,8 +5,9 @@
 #
 # Memory: a VRF's tables are made at its first route of the family and
 # freed with its last, so 1024 VRFs without routes cost nothing. An LPM's
-# 64 MiB tbl24 is mapped lazily (a VRF with a few routes touches a few
-# pages); its rule set and its tbl8 groups start small (RT_RULES0 rules,
+# 64 MiB tbl24 is backed as routes write it (a VRF with a few routes touches
+# a few pages: 4 KiB/THP ones by default, 2 MiB hugepages on the tables'
+# node under pypdk-run, one per 1/32 of the address space); its rule set and its tbl8 groups start small (RT_RULES0 rules,
 # RT4/6_TBL8_0 groups) and grow when an add finds them full: a bigger table
 # is built from the rules, published, and the old one freed after the next
 # synchronize (route.pyx). A million routes take 20 doublings of nothing
