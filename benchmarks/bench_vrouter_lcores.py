@@ -18,6 +18,8 @@ tables, flows on, the VM's policy):
                   counters' cache lines move between the lcores)
   encap_own       VM -> route -> MPLSoUDP tunnel; each lcore its own F flows
   encap_same      the same, the same F flows on every lcore
+  encap_oneflow   the same, one flow for every packet of every lcore (a single flow entry,
+                  written by every lcore: the worst case of a shared flow)
   bridge_own      fabric -> VXLAN VNI -> bridge -> VM; each lcore its own F flows
   encap_newflows  VM -> MPLSoUDP, every packet a new flow (flow creation: the flow lock and
                   the shared table), --new-flows packets per lcore, a count instead of a duration
@@ -74,6 +76,7 @@ CASES = {
     "decap_same": ("mplsoudp_decap", True, False, False),
     "encap_own": ("mplsoudp_encap", False, False, False),
     "encap_same": ("mplsoudp_encap", True, False, False),
+    "encap_oneflow": ("mplsoudp_encap", True, False, False),
     "bridge_own": ("vxlan_bridge", False, False, False),
     "encap_newflows": ("mplsoudp_encap", False, True, False),
     "encap_txlock": ("mplsoudp_encap", False, False, True),
@@ -174,7 +177,7 @@ def run_case(eal, pools, case, lcs, cfg, duration, hz):
     from benchmarks.vrouter_lcore_kernels import Jobs
     path, same, new, shared_tx = CASES[case]
     vif, frame, ports_off, _ = FRAMES[path]
-    f = cfg["new_flows"] if new else cfg["flows"]
+    f = cfg["new_flows"] if new else 1 if case == "encap_oneflow" else cfg["flows"]
     n = len(lcs)
     vr, specs = make({lc: eal.socket_of(lc) for lc in lcs}, pools, flow_max=2 * (1 if same else n) * f + 4096,
                      shared_tx=shared_tx)
