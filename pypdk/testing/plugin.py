@@ -177,6 +177,20 @@ class _LeakCheck:
 
     def __init__(self):
         self.before = None          # (Snapshot, nodeid of the first test it covers)
+        self.wider = set()          # the tests' module/class/package/session fixtures set up now
+
+    # A wider fixture of the tests (not of a plugin: those have an empty baseid) that
+    # is set up makes what it made not yet a leftover; the public fixture hooks say
+    # when it comes and goes.
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        result = yield
+        if fixturedef.scope != "function" and getattr(fixturedef, "baseid", ""):
+            self.wider.add(fixturedef)
+        return result
+
+    def pytest_fixture_post_finalizer(self, fixturedef, request):
+        self.wider.discard(fixturedef)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item):
@@ -198,7 +212,7 @@ class _LeakCheck:
 
     def check(self, item) -> str | None:
         """What the test (and those since the snapshot) left, removed; None if nothing."""
-        if self.before is None or _wider_fixture_alive(item):
+        if self.before is None or self.wider:
             return None             # what a wider fixture made is checked when it is gone
         before, first = self.before
         self.before = None
@@ -208,14 +222,3 @@ class _LeakCheck:
         _leaks.clean(left)
         who = "this test" if first == item.nodeid else f"the tests from {first} to this one"
         return f"{who} left {_leaks.describe(left)} (removed now)"
-
-
-def _wider_fixture_alive(item) -> bool:
-    """True while a module-, class-, package- or session-scoped fixture of the
-    tests (not of a plugin) is set up: what it made is not yet a leftover."""
-    registry = getattr(getattr(item.session, "_fixturemanager", None), "_arg2fixturedefs", {})
-    for defs in registry.values():
-        for d in defs:
-            if d.scope != "function" and d.baseid and getattr(d, "cached_result", None) is not None:
-                return True
-    return False
