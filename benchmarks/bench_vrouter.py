@@ -21,6 +21,14 @@ neighbouring table entries. Each case keeps the best of ROUNDS timed passes
 per table, the encap path on bytes) shows the ratio.
 
     python -m pytest benchmarks/bench_vrouter.py --benchmark-only -q -s
+
+Table memory (pypdk.eal.tablemem), the cases with 1M flows or routes:
+`python -m benchmarks.bench_vrouter --tables [--rounds R]` runs each of
+them with the tables on 2 MiB hugetlb pages (Eal.place_tables, what
+`pypdk-run apps/vrouter` does), on the default lazily backed pages with
+THP (MADV_HUGEPAGE, when /sys/kernel/mm/transparent_hugepage/enabled allows
+it) and on 4 KiB pages (THP off for this process: prctl PR_SET_THP_DISABLE),
+alternating the order every round, and prints the medians and the ratios.
 """
 import struct
 import time
@@ -93,8 +101,40 @@ def _id(case):
     return f"{p}-{'flows' if pol else 'noflows'}-{many(nf)}flows-{many(nr)}routes"
 
 
+TABLES = ("hugetlb", "thp", "4k")     # where the tables' pages come from (--tables)
+PR_SET_THP_DISABLE = 41
+
+
+def place(eal, tables):
+    """Tables made from now on: on the EAL's 2 MiB hugepages, or lazily backed
+    with THP allowed (the default) or forbidden for this process (4 KiB)."""
+    import ctypes
+    from pypdk.eal import tablemem
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_THP_DISABLE, 1 if tables == "4k" else 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE)")
+    if tables == "hugetlb":
+        eal.place_tables(eal.socket_of(eal.main_lcore))
+    else:
+        tablemem.place_default()
+
+
+def table_pages():
+    """(hugetlb MiB, THP MiB) this process holds now (smaps_rollup)."""
+    got = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            got[k] = int(v.split()[0]) if v.strip() else 0
+    return got.get("Private_Hugetlb", 0) >> 10, got.get("AnonHugePages", 0) >> 10
+
+
 @pytest.mark.parametrize("path, flows_on, nflows, nroutes", CASES, ids=[_id(c) for c in CASES])
 def test_vrouter_path(benchmark, eal, path, flows_on, nflows, nroutes):
+    measure(benchmark.pedantic, benchmark, path, flows_on, nflows, nroutes)
+
+
+def measure(pedantic, benchmark, path, flows_on, nflows, nroutes, info=None):
     from benchmarks.vrouter_kernels import datapath_run
     vif, frame, ports_off, dst_off = FRAMES[path]
     many = max(nflows, nroutes)
@@ -117,9 +157,13 @@ def test_vrouter_path(benchmark, eal, path, flows_on, nflows, nroutes):
             if best["t"] is None or t < best["t"]:
                 best["t"], best["n"] = t, n
 
-        benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+        pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
         mpps = best["n"] / best["t"] / 1e6
         drops = sum(vr.dropstats().values())
+        if info is not None:
+            info.update(mpps=mpps, setup=best["setup"], pages=table_pages())
+            assert drops == 0
+            return
         benchmark.group = GROUP
         benchmark.extra_info.update({"path": path, "flows": flows_on, "nflows": nflows, "routes": nroutes,
                                      "mpps": round(mpps, 2), "ns_per_pkt": round(1e3 / mpps, 1),
@@ -197,3 +241,59 @@ def test_python_dict_encap(benchmark):
                                  "nflows": len(flows), "routes": 1, "mpps": round(mpps, 3),
                                  "ns_per_pkt": round(1e3 / mpps, 1)})
     print(f"\npython dict encap: {mpps:.3f} Mpps ({1e3 / mpps:.0f} ns/pkt), {len(flows)} flows")
+
+
+# ---- table memory side by side (python -m benchmarks.bench_vrouter --tables) ---------------
+
+def _pedantic(fn, rounds, iterations, warmup_rounds):
+    for _ in range(rounds):
+        fn()
+
+
+def main(argv=None):
+    import argparse
+    import json
+    import statistics
+    import pypdk.eal
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_vrouter",
+                                 description="the vRouter paths with 1M flows/routes, tables on "
+                                             "hugetlb, THP and 4 KiB pages, alternated")
+    ap.add_argument("--tables", action="store_true", required=True, help="compare the table memory placements")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds; each runs every case on every side")
+    ap.add_argument("--json", default=None, metavar="FILE", help="write the figures here too")
+    args = ap.parse_args(argv)
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        thp = f.read().strip()
+    cases = [c for c in CASES if max(c[2], c[3]) > 1]
+    got = {(_id(c), t): [] for c in cases for t in TABLES}
+    pages = {}
+    with pypdk.eal.init(lcores="0-1") as eal:
+        for r in range(args.rounds):
+            order = TABLES[r % len(TABLES):] + TABLES[:r % len(TABLES)]       # rotate who goes first
+            for c in cases:
+                for t in order:
+                    place(eal, t)
+                    info = {}
+                    measure(_pedantic, None, *c, info=info)
+                    got[(_id(c), t)].append(info["mpps"])
+                    pages[(_id(c), t)] = info["pages"]
+                    print(f"round {r} {_id(c)} {t}: {info['mpps']:.2f} Mpps, hugetlb/THP MiB {info['pages']}",
+                          flush=True)
+        place(eal, "thp")
+    print(f"\nTHP: {thp}; medians of {args.rounds} rounds (each the best of {ROUNDS} passes of {N} packets), Mpps")
+    print(f"{'case':52} {'hugetlb':>8} {'THP':>8} {'4K':>8} {'huge/THP':>9} {'huge/4K':>8}")
+    out = {}
+    for c in cases:
+        m = {t: statistics.median(got[(_id(c), t)]) for t in TABLES}
+        out[_id(c)] = {"mpps": m, "rounds": {t: got[(_id(c), t)] for t in TABLES},
+                       "pages_mib": {t: pages[(_id(c), t)] for t in TABLES}}
+        print(f"{_id(c):52} {m['hugetlb']:8.2f} {m['thp']:8.2f} {m['4k']:8.2f} "
+              f"{m['hugetlb'] / m['thp']:9.2f} {m['hugetlb'] / m['4k']:8.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"thp": thp, "cases": out}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
