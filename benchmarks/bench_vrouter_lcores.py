@@ -145,9 +145,8 @@ def per_lcore(res, hz):
     return {"lcore": res["lcore"], "mode": res["mode"], "pkts": res["pkts"],
             "mpps": round(res["pkts"] / max(res["wall_ns"], 1) * 1e3, 3),
             "cycles_per_pkt": round(res["cycles"] / p, 1),
-            "busy_cycles_per_pkt": round(res["busy"] / p, 1),
             "cpu_share": round(share, 3),
-            "cpu_cycles_per_pkt": round(res["busy"] / max(res["busy_pkts"], 1), 1),
+            "busy_cycles_per_pkt": round(res["busy"] / max(res["busy_pkts"], 1), 1),
             "mpps_on_cpu": round(hz / max(res["busy"] / max(res["busy_pkts"], 1), 1) / 1e6, 3),
             "preempted": res["preempted"],
             "handed": res["handed"], "ring_full": res["ring_full"], "nombuf": res["nombuf"]}
@@ -159,11 +158,9 @@ def run_jobs(eal, jobs, duration, by_count=False, drains=False, feeders=True):
     import time
     jobs.launch(eal)
     jobs.start()
-    if not feeders:
-        pass
-    elif by_count:
+    if feeders and by_count:
         jobs.wait_feeders(eal)
-    else:
+    elif feeders:
         time.sleep(duration)
         jobs.stop_feeders(eal)
     if drains:
@@ -289,8 +286,8 @@ def run_numa(eal, pools, lc, cfg, duration, rounds, hz):
                     j = Jobs()
                     j.feed(lc, w, pools[pn], vif, frame, ports_off, f, k * f)
                     row["local" if pn == node else "remote"] = per_lcore(run_jobs(eal, j, duration)[0], hz)
-                row["remote_over_local_cycles"] = round(row["remote"]["cpu_cycles_per_pkt"]
-                                                        / row["local"]["cpu_cycles_per_pkt"], 3)
+                row["remote_over_local_cycles"] = round(row["remote"]["busy_cycles_per_pkt"]
+                                                        / row["local"]["busy_cycles_per_pkt"], 3)
                 out.append(row)
     finally:
         vr.close()
@@ -323,9 +320,9 @@ def bench(cfg, cases, rounds, duration, dist=True, numa=False, no_huge=False):
                         _progress(rnd[case][n])
                     one = rnd[case][min(sets)]
                     for n in sets:
-                        rnd[case][n]["ratio"] = round(rnd[case][n]["total_mpps"] / one["total_mpps"], 3)
+                        rnd[case][n]["ratio"] = round(rnd[case][n]["total_mpps"] / max(one["total_mpps"], 1e-9), 3)
                         rnd[case][n]["ratio_cpu"] = round(rnd[case][n]["total_mpps_on_cpu"]
-                                                          / one["total_mpps_on_cpu"], 3)
+                                                          / max(one["total_mpps_on_cpu"], 1e-9), 3)
                 doc["rounds"].append(rnd)
             if dist:
                 doc["dist_lcores"] = sets[2]
@@ -351,9 +348,13 @@ def bench(cfg, cases, rounds, duration, dist=True, numa=False, no_huge=False):
 
 def _progress(res):
     lcs = ", ".join(f"lc{x['lcore']} {x['mpps']:.2f} Mpps {x['cycles_per_pkt']:.0f} cyc/pkt "
-                    f"cpu {x['cpu_share']:.2f} ({x['cpu_cycles_per_pkt']:.0f} on cpu)" for x in res["lcores"])
+                    f"cpu {x['cpu_share']:.2f} ({x['busy_cycles_per_pkt']:.0f} busy)" for x in res["lcores"])
     print(f"{res['case']} x{res['n']}: total {res['total_mpps']:.2f} Mpps ({lcs})"
           + (f" ERROR {res['error']}" if "error" in res else ""), file=sys.stderr)
+
+
+def _median(xs):
+    return round(statistics.median(xs), 3)
 
 
 def summary(doc):
@@ -364,24 +365,24 @@ def summary(doc):
         for n in doc["rounds"][0][case]:
             rs = [rnd[case][n] for rnd in doc["rounds"]]
             out[case][n] = {
-                "total_mpps": statistics.median(r["total_mpps"] for r in rs),
-                "ratio": statistics.median(r["ratio"] for r in rs),
-                "ratio_cpu": statistics.median(r["ratio_cpu"] for r in rs),
-                "cpu_cycles_per_pkt": [statistics.median(r["lcores"][k]["cpu_cycles_per_pkt"] for r in rs)
+                "total_mpps": _median(r["total_mpps"] for r in rs),
+                "ratio": _median(r["ratio"] for r in rs),
+                "ratio_cpu": _median(r["ratio_cpu"] for r in rs),
+                "busy_cycles_per_pkt": [_median(r["lcores"][k]["busy_cycles_per_pkt"] for r in rs)
                                        for k in range(len(rs[0]["lcores"]))],
-                "per_lcore_mpps": [statistics.median(r["lcores"][k]["mpps"] for r in rs)
+                "per_lcore_mpps": [_median(r["lcores"][k]["mpps"] for r in rs)
                                    for k in range(len(rs[0]["lcores"]))],
-                "cycles_per_pkt": [statistics.median(r["lcores"][k]["cycles_per_pkt"] for r in rs)
+                "cycles_per_pkt": [_median(r["lcores"][k]["cycles_per_pkt"] for r in rs)
                                    for k in range(len(rs[0]["lcores"]))],
-                "cpu_share": [statistics.median(r["lcores"][k]["cpu_share"] for r in rs)
+                "cpu_share": [_median(r["lcores"][k]["cpu_share"] for r in rs)
                               for k in range(len(rs[0]["lcores"]))],
                 "errors": [r["error"] for r in rs if "error" in r]}
     if doc.get("dist"):
-        out["dist"] = {k: statistics.median(r[k] for r in doc["dist"])
+        out["dist"] = {k: _median(r[k] for r in doc["dist"])
                        for k in ("local_cycles_per_pkt", "feeder_cycles_per_pkt", "dist_cycles_per_pkt", "handed_share",
                                  "ring_full_share", "ns_per_handed", "ingress_ratio", "ingress_ratio_cpu")}
     if doc.get("numa"):
-        out["numa"] = {p: statistics.median(r["remote_over_local_cycles"] for r in doc["numa"] if r["path"] == p)
+        out["numa"] = {p: _median(r["remote_over_local_cycles"] for r in doc["numa"] if r["path"] == p)
                        for p in ("mplsoudp_encap", "mplsoudp_decap")}
     return out
 
@@ -398,7 +399,7 @@ def print_table(doc, file=sys.stdout):
             continue
         for n, v in by_n.items():
             per = "  ".join(f"{m:.2f}/{c:.0f}/{sh:.2f}/{cc:.0f}" for m, c, sh, cc in
-                            zip(v["per_lcore_mpps"], v["cycles_per_pkt"], v["cpu_share"], v["cpu_cycles_per_pkt"]))
+                            zip(v["per_lcore_mpps"], v["cycles_per_pkt"], v["cpu_share"], v["busy_cycles_per_pkt"]))
             print(f"{case:16} {n:>2} {v['total_mpps']:>10.2f} {v['ratio']:>6.2f} {v['ratio_cpu']:>9.2f}  {per}"
                   + (f"  ERRORS {v['errors']}" if v["errors"] else ""), file=file)
     if "dist" in s:
