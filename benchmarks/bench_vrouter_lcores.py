@@ -13,7 +13,8 @@ word written per packet, then what the vRouter's lcore loop does with a burst it
 on one flag and run for `--duration` seconds. Paths (benchmarks/bench_vrouter.py's frames and
 tables, flows on, the VM's policy):
 
-  decap_own       fabric -> MPLSoUDP label -> VM; each lcore its own F flows (F = --flows)
+  decap_own       fabric -> MPLSoUDP label -> VM; each lcore its own F flows (F = --flows,
+                  16384 here, 4096 in the guest)
   decap_same      the same, every lcore hitting the same F flows (shared flow entries: their
                   counters' cache lines move between the lcores)
   encap_own       VM -> route -> MPLSoUDP tunnel; each lcore its own F flows
@@ -22,7 +23,8 @@ tables, flows on, the VM's policy):
                   written by every lcore: the worst case of a shared flow)
   bridge_own      fabric -> VXLAN VNI -> bridge -> VM; each lcore its own F flows
   encap_newflows  VM -> MPLSoUDP, every packet a new flow (flow creation: the flow lock and
-                  the shared table), --new-flows packets per lcore, a count instead of a duration
+                  the shared table), --new-flows packets per lcore (131072 here, 4096 in the
+                  guest), a count instead of a duration
   encap_txlock    encap_own with the fabric port on one tx queue: the lcores take its queue
                   lock around each burst (a port without a tx queue per lcore)
 
@@ -426,7 +428,9 @@ def guest_main(args):
             out = os.path.join(work, "out.json")
             cmd = (f"python3 -m benchmarks.bench_vrouter_lcores --inside-guest --rounds {args.rounds} "
                    f"--duration {args.duration} --cases {','.join(args.cases)} --out {out}"
-                   + (" --no-dist" if args.no_dist else ""))
+                   + (" --no-dist" if args.no_dist else "")
+                   + (f" --flows {args.flows}" if args.flows else "")
+                   + (f" --new-flows {args.new_flows}" if args.new_flows else ""))
             r = g.run(cmd, cwd=ROOT, timeout=3600)
             sys.stderr.write(r.out[-6000:])
             if r.rc != 0:
@@ -442,6 +446,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=None, help="seconds per timed run (1 here, 1.5 in the guest)")
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--flows", type=int, help="flows per lcore, a power of two (16384 here, 4096 in the guest)")
+    ap.add_argument("--new-flows", type=int, help="packets (new flows) per lcore of encap_newflows")
     ap.add_argument("--guest", action="store_true", help="run in a 6-vCPU two-node TCG guest")
     ap.add_argument("--inside-guest", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--no-dist", action="store_true", help="leave out the software distribution runs")
@@ -455,10 +461,16 @@ def main(argv=None):
         ap.error(f"unknown case {bad[0]!r}; the cases are {', '.join(CASES)}")
     if args.duration is None:
         args.duration = 1.5 if (args.guest or args.inside_guest) else 1.0
+    if args.flows is not None and (args.flows < 2 or args.flows & (args.flows - 1)):
+        ap.error(f"--flows {args.flows} is not a power of two of at least 2; give e.g. 4096")
+    if args.new_flows is not None and args.new_flows < 1:
+        ap.error(f"--new-flows {args.new_flows} is below 1")
     if args.guest:
         doc = guest_main(args)
     else:
-        cfg = GUEST if args.inside_guest else HOST
+        cfg = dict(GUEST if args.inside_guest else HOST)
+        cfg["flows"] = args.flows or cfg["flows"]
+        cfg["new_flows"] = args.new_flows or cfg["new_flows"]
         doc = bench(cfg, args.cases, args.rounds, args.duration, dist=not args.no_dist,
                     numa=args.inside_guest, no_huge=args.no_huge)
     if args.out:
