@@ -202,6 +202,9 @@ cdef class Jobs:
 
     cdef lc_job *_add(self, int lcore, LcoreWorker worker, int mode) except NULL:
         cdef lc_job *j
+        from apps.vrouter.dp.router import Worker
+        if not isinstance(worker, Worker):
+            raise TypeError(f"{type(worker).__name__} is not a vRouter Worker (apps.vrouter.dp.router)")
         if self.n >= MAX_JOBS:
             raise ValueError(f"more than {MAX_JOBS} jobs")
         if lcore in self.lcores:
