@@ -64,7 +64,7 @@ APT_PACKAGES = ("qemu-system-x86", "busybox-static", "kmod")
 # loads from the unpacked package through the host root: vfio-pci, e1000, igb, ...).
 EARLY_MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
                  "virtio_pci", "netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "overlay")
-BOOT_TIMEOUT = float(os.environ.get("PYPDK_VM_BOOT_TIMEOUT", "120"))
+BOOT_TIMEOUT = float(os.environ.get("PYPDK_VM_BOOT_TIMEOUT", "300"))
 
 _seq = itertools.count()
 
@@ -496,7 +496,8 @@ class Guest:
             mem_args += ["-object", f"memory-backend-memfd,id=mem,size={mem}M,share=on",
                          "-numa", "node,memdev=mem"]
         mem_args += list(numa)
-        kappend = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1",
+        # cryptomgr.notests: the crypto self-tests are minutes of emulated cpu at boot.
+        kappend = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1", "cryptomgr.notests",
                    f"pdvm.job={self.job_dir}", f"pdvm.kmods={self.image.modules}",
                    f"pdvm.python={sys.executable}"]
         fs = ["-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",

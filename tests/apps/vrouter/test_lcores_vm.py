@@ -35,7 +35,8 @@ pytestmark = pytest.mark.vm
 def place():
     work = tempfile.mkdtemp(dir="/var/tmp", prefix="pdlc")
     try:
-        with vm.Guest(cpus=6, mem=1024, numa=vm.numa_nodes(["0-2", "3-5"], 512), rw=[work]) as g:
+        with vm.Guest(cpus=6, mem=1024, numa=vm.numa_nodes(["0-2", "3-5"], 512), rw=[work],
+                      boot_timeout=600) as g:
             r = g.run("python3 -m pypdk.eal.hugepages --reserve 96M --node 0 && "
                       "python3 -m pypdk.eal.hugepages --reserve 96M --node 1 && "
                       "cat /sys/devices/system/node/node1/cpulist", cwd=sc.ROOT, check=True)
