@@ -54,6 +54,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks.cpu_time import threads_cpu
 from pypdk.testing import vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +102,7 @@ class Contender:
                 raise RuntimeError(f"{who} did not listen on {socks}:\n{self.output()[-3000:]}")
             time.sleep(0.1)
         self.ports: dict[int, tuple[int, int]] = {}
+        self.calls: dict[int, dict] = {}       # pypdk: each port's call eventfd writes (xstats)
 
     def output(self) -> str:
         self.log.flush()
@@ -122,6 +124,8 @@ class Contender:
             with open(self.stats) as f:
                 ports = json.load(f)["ports"]
             self.ports = {int(p): (c["ipackets"], c["opackets"]) for p, c in ports.items()}
+            self.calls = {int(p): {k: v for k, v in c.get("xstats", {}).items() if "calls" in k}
+                          for p, c in ports.items()}
         else:
             for m in re.finditer(r"Forward statistics for port (\d+)\s*-+\s*RX-packets:\s*(\d+)"
                                  r".*?TX-packets:\s*(\d+)", text, re.S):
@@ -178,18 +182,42 @@ def blast(g, ifn: str, duration: float) -> dict:
     return {"usec": int(m.group(1)), "sent": int(m.group(2)), "pktgen_pps": int(pps.group(1)) if pps else 0}
 
 
+def virtio_irqs(g) -> int:
+    """Interrupts the guest's virtio-net queues took so far (/proc/interrupts, all cpus)."""
+    n = 0
+    for line in g.run("cat /proc/interrupts", check=True).out.splitlines():
+        if "virtio" in line and ("input" in line or "output" in line or "config" not in line):
+            n += sum(int(x) for x in line.split()[1:] if x.isdigit())
+    return n
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds all threads of `pid` have used."""
+    return sum(threads_cpu(pid).values())
+
+
 def one_run(g, ifn, who, socks, out, huge_dir, duration, settle, contender=None, sink=None) -> dict:
-    """One contender's run; with `sink` (guest B and its interface) the figure is what B counted."""
+    """One contender's run; with `sink` (guest B and its interface) the figure is what B counted.
+
+    Beside the figure: the host cpu seconds the backend process and each guest's QEMU
+    used over the blast, and the guests' virtio interrupts (what the backend's call
+    eventfd writes became)."""
     c = contender or Contender(who, socks, out, huge_dir)
+    guests = [g] + ([sink[0]] if sink else [])
     try:
         time.sleep(settle)                   # QEMU reconnects (every second) and starts the rings
         before = rx_packets(*sink) if sink else 0
+        irq0 = [virtio_irqs(x) for x in guests]
+        cpu0 = [proc_cpu(c.proc.pid)] + [proc_cpu(x.qemu.pid) for x in guests]
         r = blast(g, ifn, duration)
+        cpu1 = [proc_cpu(c.proc.pid)] + [proc_cpu(x.qemu.pid) for x in guests]
         time.sleep(0.5)
         arrived = rx_packets(*sink) - before if sink else 0
+        irqs = [virtio_irqs(x) - i for x, i in zip(guests, irq0)]
     finally:
         received = c.stop()
-    r.update(who=who, backend_rx=received)
+    r.update(who=who, backend_rx=received, backend_cpu_s=cpu1[0] - cpu0[0],
+             qemu_cpu_s=[b - a for a, b in zip(cpu0[1:], cpu1[1:])], guest_irqs=irqs, calls=c.calls)
     if sink:
         r.update(backend_tx=c.ports.get(1, (0, 0))[1], received=arrived)
     else:
@@ -256,6 +284,11 @@ def main(argv=None):
                     r["round"] = rnd
                     runs.append(r)
                     via = (f" (backend: {r['backend_rx']} from A, {r['backend_tx']} to B)" if g2g else "")
+                    if r["calls"]:
+                        via += f"; call writes {r['calls']}"
+                    via += (f"; host cpu-s: backend {r['backend_cpu_s']:.2f}, QEMU "
+                            + "/".join(f"{x:.2f}" for x in r["qemu_cpu_s"])
+                            + "; guest virtio irqs " + "/".join(str(x) for x in r["guest_irqs"]))
                     print(f"round {rnd} {who:8s} received {r['received']:9d} of {r['sent']:9d} sent "
                           f"in {r['usec'] / 1e6:.2f} s: {r['pps'] / 1e3:8.1f} kpps "
                           f"(pktgen {r['pktgen_pps'] / 1e3:.1f} kpps){via}", flush=True)
