@@ -40,7 +40,7 @@ from apps.vrouter.dp.vif cimport drop
 
 from pd_compiler cimport pd_likely, pd_unlikely, pd_prefetch0
 
-from pd_atomic cimport pd_load_acquire_u32, pd_load_relaxed_u64
+from pd_atomic cimport pd_load_acquire_u32, pd_load_relaxed_u64, pd_add_fetch_u64
 
 # The 64-bit hash of a flow key (the flow table's hash, its seed included).
 cdef inline uint64_t key_hash(vr_router *r, const pd_flow_key *k) noexcept nogil:
@@ -172,12 +172,17 @@ cdef inline vr_flow *flow_get_at(vr_worker *w, int32_t pos, const pd_flow_key *k
         return f
     return flow_create(w, k, hv, pvif, 0, 0)
 
-# Count a packet on its flow; TCP FIN/RST mark the pair for early aging.
+# Count a packet on its flow (atomically when several lcores forward: a flow's packets
+# may arrive on any of them); TCP FIN/RST mark the pair for early aging.
 cdef inline void flow_account(vr_worker *w, vr_flow *f, pd_mbuf *m, const pd_flow_key *k,
                               const uint8_t *l4, uint32_t l4_avail) noexcept nogil:
     cdef uint8_t fl
-    f.packets += 1
-    f.bytes += m.pkt_len
+    if w.r.tx_locking:          # several forwarding lcores may count on one flow at once
+        pd_add_fetch_u64(&f.packets, 1)
+        pd_add_fetch_u64(&f.bytes, m.pkt_len)
+    else:
+        f.packets += 1
+        f.bytes += m.pkt_len
     f.last_used = w.now
     if k.proto == PD_IPPROTO_TCP and l4_avail >= 20:
         fl = (<const pd_tcp_hdr *>l4).tcp_flags
