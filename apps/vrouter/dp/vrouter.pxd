@@ -355,7 +355,7 @@ cdef extern from *:
     vr_pollset *vr_load_ps "vr_load_ptr"(vr_pollset **pp) nogil
     void vr_store_ps "vr_store_ptr"(vr_pollset **pp, vr_pollset *v) nogil
 
-from pd_compiler cimport pd_pause
+from pd_compiler cimport pd_pause, pd_unlikely
 
 from pd_atomic cimport (pd_load_relaxed_u32, pd_store_release_u32, pd_cas_weak_u32,
                         pd_fence_acquire)
@@ -363,14 +363,27 @@ from pd_atomic cimport (pd_load_relaxed_u32, pd_store_release_u32, pd_cas_weak_u
 
 # ---- the spinlock (flow creation and aging, shared tx queues) ---------------------
 
+cdef extern from "<sched.h>" nogil:
+    int vr_sched_yield "sched_yield"()
+
+cdef enum:
+    VR_LOCK_SPINS = 1024        # pauses (tens of microseconds) before the waiter yields its cpu
+
 cdef inline void vr_lock(uint32_t *l) noexcept nogil:
-    cdef uint32_t exp
+    # Held for at most a flow creation (about a thousand cycles): a waiter that
+    # spun VR_LOCK_SPINS pauses is waiting on a holder that lost its cpu (more
+    # lcores than cpus, a guest's vCPUs), so it yields to let the holder run.
+    cdef uint32_t exp, spins = 0
     while True:
         exp = 0
         if pd_cas_weak_u32(l, &exp, 1):
             break
         while pd_load_relaxed_u32(l) != 0:
             pd_pause()
+            spins += 1
+            if pd_unlikely(spins >= VR_LOCK_SPINS):
+                vr_sched_yield()
+                spins = 0
     # The CAS is relaxed; the acquire fence orders what the holder reads after it.
     pd_fence_acquire()
 
