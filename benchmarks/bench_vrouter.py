@@ -58,6 +58,13 @@ def make(policy, flow_max=1 << 16):
                ip="10.1.1.3", policy=policy)
     vr.vif_add(5, "virtual", port=pypdk.pmd.open(f"net_null{len(pypdk.pmd.ports())}"), vrf=2,
                mac="02:00:00:00:02:05", mode="l2", policy=policy)
+    program(vr)
+    return vr, pool
+
+
+def program(vr):
+    """The paths' tables, given vifs 0 (fabric), 3 (VM, vrf 1) and 5 (l2 VM, vrf 2):
+    label 17 and 10.1.2.0/24 over MPLSoUDP for VM 3, VNI 5000 and VM 5's MAC in vrf 2."""
     vr.nh_add(10, "encap", vif=3)
     vr.nh_add(12, "encap", vif=5)
     vr.nh_add(20, "tunnel", encap="mplsoudp", dip=REMOTE)
@@ -66,7 +73,6 @@ def make(policy, flow_max=1 << 16):
     vr.vxlan_add(5000, 2)
     vr.bridge_add(2, "02:00:00:00:02:05", 12)
     vr.route_add(1, "10.1.2.0/24", 20, label=100)
-    return vr, pool
 
 
 def add_many_routes(vr, n):

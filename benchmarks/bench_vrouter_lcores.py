@@ -96,7 +96,7 @@ def make(nodes, pools, flow_max, shared_tx=False):
     set up here with one tx queue (the lcores share it under its lock); vr.close() leaves
     it open: it is specs["dev0"], for the caller to close."""
     from apps.vrouter.vrouter import VRouter
-    from benchmarks.bench_vrouter import VR_MAC, UNDERLAY, REMOTE, REMOTE_MAC, VM_MAC
+    from benchmarks.bench_vrouter import VR_MAC, UNDERLAY, VM_MAC, program
     from pypdk.eal.timer import tsc_hz
     lcs = sorted(nodes)
     vr = VRouter(pools[nodes[lcs[0]]], VR_MAC, UNDERLAY, flow_max=flow_max, mpls_max=1 << 12,
@@ -116,14 +116,7 @@ def make(nodes, pools, flow_max, shared_tx=False):
         vr.vif_add(0, "fabric", port=specs[0])
     vr.vif_add(3, "virtual", port=specs[3], vrf=1, mac=VM_MAC, ip="10.1.1.3", policy=True)
     vr.vif_add(5, "virtual", port=specs[5], vrf=2, mac="02:00:00:00:02:05", mode="l2", policy=True)
-    vr.nh_add(10, "encap", vif=3)
-    vr.nh_add(12, "encap", vif=5)
-    vr.nh_add(20, "tunnel", encap="mplsoudp", dip=REMOTE)
-    vr.neighbor_add(REMOTE, REMOTE_MAC)
-    vr.mpls_add(17, 10)
-    vr.vxlan_add(5000, 2)
-    vr.bridge_add(2, "02:00:00:00:02:05", 12)
-    vr.route_add(1, "10.1.2.0/24", 20, label=100)
+    program(vr)
     idle(vr, lcs)
     return vr, specs
 
