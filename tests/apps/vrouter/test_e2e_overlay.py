@@ -80,6 +80,19 @@ def ping_ok(topo, src, dst, count=3):
     return r
 
 
+def iperf_flows(src, dst, port):
+    """iperf3 -P 8 for 2 s from VM src to VM dst (eight TCP flows); then the last packets drain."""
+    srv = nn.ns_popen(dst.ns, "iperf3", "-s", "-1", "-p", str(port))
+    try:
+        time.sleep(0.5)
+        c = nn.ns_run(src.ns, "iperf3", "-c", dst.ip, "-p", str(port), "-P", "8", "-t", "2", "-J",
+                      check=False, timeout=60)
+        assert c.returncode == 0, c.stdout[-2000:] + c.stderr
+    finally:
+        srv.wait(timeout=30)
+    time.sleep(0.5)
+
+
 # ---- 1. two compute nodes ---------------------------------------------------------------
 
 @pytest.mark.parametrize("encap", ["mplsoudp", "mplsogre", "vxlan"])
@@ -132,15 +145,7 @@ def test_multiqueue_vm_spreads_flows_and_counts_each_packet_once(running):
     topo, cl = running("mplsoudp", nodes=1, vms=2, queues={"vm12": 4})
     vm11, vm12 = topo.vm("vm11"), topo.vm("vm12")
     ping_ok(topo, "vm12", vm11.ip)
-    srv = nn.ns_popen(vm11.ns, "iperf3", "-s", "-1", "-p", "5301")
-    try:
-        time.sleep(0.5)
-        c = nn.ns_run(vm12.ns, "iperf3", "-c", vm11.ip, "-p", "5301", "-P", "8", "-t", "2", "-J",
-                      check=False, timeout=60)
-        assert c.returncode == 0, c.stdout[-2000:] + c.stderr
-    finally:
-        srv.wait(timeout=30)
-    time.sleep(0.5)                                      # the last packets drain
+    iperf_flows(vm12, vm11, 5301)
     v = cl.call(topo.nodes[0], "vif_get", id=vm12.vif)
     qs = v["queue_stats"]
     assert len(qs) == 4
@@ -162,15 +167,7 @@ def test_fabric_on_two_rx_queues_dealt_to_two_lcores(running):
     vm11, vm21 = topo.vm("vm11"), topo.vm("vm21")
     n2 = topo.nodes[1]
     ping_ok(topo, "vm11", vm21.ip)
-    srv = nn.ns_popen(vm21.ns, "iperf3", "-s", "-1", "-p", "5302")
-    try:
-        time.sleep(0.5)
-        c = nn.ns_run(vm11.ns, "iperf3", "-c", vm21.ip, "-p", "5302", "-P", "8", "-t", "2", "-J",
-                      check=False, timeout=60)
-        assert c.returncode == 0, c.stdout[-2000:] + c.stderr
-    finally:
-        srv.wait(timeout=30)
-    time.sleep(0.5)
+    iperf_flows(vm11, vm21, 5302)
     rxq = cl.call(n2, "rxq_show")
     fabric_lcores = {lc["lcore"] for lc in rxq["lcores"] for q in lc["rxqs"] if q["vif"] == 0}
     assert len(fabric_lcores) == 2, rxq
