@@ -20,6 +20,7 @@ counters and the drop statistics go under "app".
 """
 from __future__ import annotations
 
+import collections
 import os
 
 import click
@@ -140,14 +141,10 @@ def setup(eal, ports, opts):
 def table_node(lcore_nodes: dict, main_node: int) -> int:
     """The node of the vRouter's tables: the one with most forwarding lcores
     ({lcore: node}); the main lcore's on a tie or with none."""
-    count = {}
-    for node in lcore_nodes.values():
-        count[node] = count.get(node, 0) + 1
-    if not count:
+    ranked = collections.Counter(lcore_nodes.values()).most_common(2)
+    if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return main_node
-    top = max(count.values())
-    best = [n for n, c in count.items() if c == top]
-    return best[0] if len(best) == 1 else main_node
+    return ranked[0][0]
 
 
 # ---- the control hook: agent thread, control socket, live view (apps/vrouter/agent.py) ----

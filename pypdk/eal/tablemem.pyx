@@ -277,7 +277,9 @@ cdef int table_mem_back(void *p, size_t off, size_t len) noexcept nogil:
     cdef tm_table *t
     cdef size_t c, first, last, page
     cdef int rc = 0
-    if p == NULL or len == 0:
+    # No hugepage table at all (the default placement): nothing to back, no lock
+    # (a table being backed is listed from its mapping on, so this cannot miss it).
+    if p == NULL or len == 0 or _ntables == 0:
         return 0
     pthread_mutex_lock(&pd_tm_mutex)
     t = _find(<size_t>p)
@@ -390,11 +392,6 @@ def usage():
         u["bytes"] += _tables[i].bytes
     pthread_mutex_unlock(&pd_tm_mutex)
     return out
-
-
-def bytes_on(int node):
-    """Hugepage bytes the tables hold on `node`."""
-    return _table_bytes[node] if 0 <= node < PD_MAX_NUMA_NODES else 0
 
 
 def mappings():
