@@ -180,12 +180,12 @@ def _wait_output(job, pattern: str, timeout: float = 300) -> None:
         time.sleep(0.3)
 
 
-def pypdk_cmd(a: str, b: str, stats: str) -> str:
+def pypdk_line(a: str, b: str, stats: str) -> str:
     return (f"exec python3 -m pypdk.cli apps/l2fwd -l 0-1 -a {a} -a {b} --stats-period 1 "
             f"--stats-json {stats} -- --no-mac-updating")
 
 
-def testpmd_cmd(a: str, b: str) -> str:
+def dpdk_testpmd_line(a: str, b: str) -> str:
     return (f"exec dpdk-testpmd -l 0-1 -a {a} -a {b} --iova-mode=va --file-prefix pdbench "
             f"--log-level error -- --forward-mode=io --total-num-mbufs={NB_MBUFS} "
             f"--mbcache={POOL_CACHE} --rxd={NB_DESC} --txd={NB_DESC} --burst={BURST} "
@@ -197,10 +197,10 @@ def one_run(g, wires, trace, out, case: str, who: str, duration: float) -> dict:
     wa, wb = wires[a], wires[b]
     stats = os.path.join(out, f"{case}-{who}.json")
     if who == "pypdk":
-        job = g.spawn(pypdk_cmd(a, b, stats), cwd=ROOT)
+        job = g.spawn(pypdk_line(a, b, stats), cwd=ROOT)
         _wait_output(job, r"^\s*1\s+" + re.escape(b))
     else:
-        job = g.spawn(testpmd_cmd(a, b), cwd=ROOT)
+        job = g.spawn(dpdk_testpmd_line(a, b), cwd=ROOT)
         _wait_output(job, r"Port statistics|packet forwarding - ports=")
     time.sleep(SETTLE)
     cnt = Counter(wb)

@@ -69,13 +69,13 @@ def second_port(socks: list[str], pmd_null: str) -> str:
     return f"net_vhost1,iface={socks[1]}" if len(socks) > 1 else f"{pmd_null},no-rx=1"
 
 
-def pypdk_cmd(socks: list[str], stats: str) -> list[str]:
+def pypdk_argv(socks: list[str], stats: str) -> list[str]:
     return [sys.executable, "-m", "pypdk.cli", "apps/l2fwd", "-l", "0-1", "-m", str(MEM_MB),
             "--file-prefix", f"pdvhb{os.getpid()}", "--vdev", f"net_vhost0,iface={socks[0]}",
             "--vdev", second_port(socks, "net_null1"), "--stats-json", stats, "--", "--no-mac-updating"]
 
 
-def testpmd_cmd(socks: list[str], huge_dir: str) -> list[str]:
+def dpdk_testpmd_argv(socks: list[str], huge_dir: str) -> list[str]:
     return ["dpdk-testpmd", "-l", "0-1", "--no-pci", "--no-shconf", "--file-prefix", f"pdvhb{os.getpid()}",
             "--huge-dir", huge_dir, "-m", str(MEM_MB), "--log-level", "error",
             "--vdev", f"net_vhost0,iface={socks[0]}", "--vdev", second_port(socks, "net_null0"), "--",
@@ -89,7 +89,7 @@ class Contender:
     def __init__(self, who: str, socks: list[str], out: str, huge_dir: str):
         self.who = who
         self.stats = os.path.join(out, f"{who}.json")
-        cmd = pypdk_cmd(socks, self.stats) if who == "pypdk" else testpmd_cmd(socks, huge_dir)
+        cmd = pypdk_argv(socks, self.stats) if who == "pypdk" else dpdk_testpmd_argv(socks, huge_dir)
         for s in socks:                      # a server's socket left behind by a killed run
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(s)
