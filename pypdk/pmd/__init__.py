@@ -63,7 +63,7 @@ def open(spec: str, **keys) -> EthDev:
 
 # PCI drivers, opened by address (`-a/--allow BDF`) and chosen by vendor/device id
 # (each module's PCI_IDS).
-PCI_DRIVERS = ("pypdk.pmd.e1000", "pypdk.pmd.virtio")
+PCI_DRIVERS = ("pypdk.pmd.e1000", "pypdk.pmd.virtio", "pypdk.pmd.igbvf")
 
 
 def pci_driver(vendor: int, device: int):

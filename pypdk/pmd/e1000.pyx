@@ -476,7 +476,8 @@ cdef class Port(PciPort):
             return {"up": False}
         status = self._rd(E1000_STATUS)
         speed = (10, 100, 1000, 1000)[(status >> 6) & 3]        # 13.4.2 SPEED
-        return {"up": bool(status & E1000_STATUS_LU), "speed": speed,
+        up = bool(status & E1000_STATUS_LU)
+        return {"up": up, "speed_mbps": speed, "operstate": "up" if up else "down",
                 "duplex": "full" if status & E1000_STATUS_FD else "half"}
 
     def _dev_info(self):

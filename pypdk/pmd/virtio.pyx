@@ -631,7 +631,8 @@ cdef class Port(PciPort):
         up = True
         if self.devcfg is not None and self._has(F_STATUS):
             up = bool(self.devcfg.read16(self.devcfg_off + VNET_CFG_STATUS) & PD_VIRTIO_NET_S_LINK_UP)
-        return {"up": up and self.state == "started", "speed": 10000, "duplex": "full"}
+        up = bool(up and self.state == "started")
+        return {"up": up, "speed_mbps": 10000, "duplex": "full", "operstate": "up" if up else "down"}
 
     def _dev_info(self):
         return {"pci": self.name, "features": sorted(n for b, n in FEATURE_NAMES.items() if self._has(b)),
