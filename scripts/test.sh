@@ -9,6 +9,7 @@ fi
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=${PYTHON:-python3}
-# VM tests boot QEMU guests: QEMU, busybox and Debian's kernel, unpacked (not installed).
-"$PY" -m pypdk.testing.vm prepare
+# VM tests boot QEMU guests: QEMU, busybox and Debian's kernel, unpacked (not installed);
+# the SR-IOV tests' QEMU 10 (igb) from bookworm-backports, unpacked beside (the system's stays).
+"$PY" -m pypdk.testing.vm prepare --qemu10
 exec "$PY" -m pytest tests -q -p no:cacheprovider "$@"

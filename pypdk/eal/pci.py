@@ -5,6 +5,9 @@ and binding a device to a driver (what `pypdk-devbind` does).
     dev.vendor, dev.device, dev.driver, dev.iommu_group, dev.numa_node
     pci.bind(dev.bdf, "vfio-pci")         # unbinds the kernel driver, binds through driver_override
     pci.bind(dev.bdf, None)               # back to the kernel's own driver
+    pci.set_num_vfs("0000:00:04.0", 2)    # an SR-IOV PF's VFs (dev.virtfns lists them)
+
+The root is /sys/bus/pci (PYPDK_SYSFS_PCI, or `pci.SYSFS`, points it at a fake tree for tests).
 """
 from __future__ import annotations
 
@@ -39,6 +42,11 @@ def _read(path: Path, default: str = "") -> str:
         return default
 
 
+def _int(path: Path) -> int:
+    text = _read(path, "0")
+    return int(text) if text.isdigit() else 0
+
+
 @dataclasses.dataclass
 class PciDevice:
     bdf: str
@@ -50,7 +58,9 @@ class PciDevice:
     numa_node: int           # -1 when the platform does not say
     net: list                # kernel network interfaces (when a kernel driver has it)
     physfn: str | None       # an SR-IOV VF's PF
-    virtfns: list            # an SR-IOV PF's VFs, in VF order
+    virtfns: list            # an SR-IOV PF's VFs, in VF order (virtfn0, virtfn1, ...)
+    sriov_totalvfs: int = 0  # the VFs an SR-IOV PF can have (0: not a PF)
+    sriov_numvfs: int = 0    # the VFs it has now
 
     @property
     def path(self) -> Path:
@@ -87,6 +97,8 @@ def device(bdf: str) -> PciDevice:
         net=sorted(p.name for p in (path / "net").glob("*")) if (path / "net").exists() else [],
         physfn=os.path.basename(os.readlink(path / "physfn")) if (path / "physfn").exists() else None,
         virtfns=[os.path.basename(os.readlink(p)) for p in virtfns],
+        sriov_totalvfs=_int(path / "sriov_totalvfs"),
+        sriov_numvfs=_int(path / "sriov_numvfs"),
     )
 
 
@@ -98,9 +110,15 @@ def devices(network_only: bool = False) -> list[PciDevice]:
     return [d for d in found if d.is_network] if network_only else found
 
 
+def _write_raw(path: Path, value: str) -> None:
+    """One sysfs write (the kernel acts on it; the tests' fake sysfs replaces this)."""
+    with open(path, "w") as f:
+        f.write(value)
+
+
 def _write(path: Path, value: str) -> None:
     try:
-        path.write_text(value)
+        _write_raw(path, value)
     except PermissionError:
         raise ResourceError(f"cannot write {path}: permission denied", "run as root") from None
     except OSError as e:
@@ -139,6 +157,47 @@ def bind(bdf: str, driver: str | None) -> PciDevice:
         raise ResourceError(f"{dev.bdf} did not bind to {driver} (driver: {now.driver or 'none'})",
                             "see dmesg for the driver's reason")
     return now
+
+
+def set_num_vfs(bdf: str, count: int) -> PciDevice:
+    """Give an SR-IOV PF `count` VFs (0 removes them). The kernel refuses to change a nonzero
+    count to another: 0 is written first then. The PF's driver creates them, so the PF must
+    be bound to its kernel driver; whether they get a driver depends on its
+    sriov_drivers_autoprobe."""
+    dev = device(bdf)
+    if dev.physfn:
+        raise UsageError(f"{dev.bdf} is a VF (of {dev.physfn}), not an SR-IOV physical function",
+                         f"give its PF: pypdk-devbind --sriov-numvfs {dev.physfn} {count}")
+    if not (dev.path / "sriov_totalvfs").exists():
+        raise UsageError(f"{dev.bdf} is not an SR-IOV physical function (no sriov_totalvfs)",
+                         "give a PF's address (pypdk-devbind --status lists PFs with their VFs)")
+    if not 0 <= count <= dev.sriov_totalvfs:
+        raise UsageError(f"{dev.bdf} can have at most {dev.sriov_totalvfs} VFs (sriov_totalvfs), "
+                         f"not {count}", f"ask for 0 to {dev.sriov_totalvfs}")
+    if dev.sriov_numvfs == count:
+        return dev
+    if not dev.driver:
+        raise ResourceError(f"{dev.bdf} has no driver, and a PF's driver creates its VFs",
+                            f"bind it to its kernel driver: pypdk-devbind --bind kernel {dev.bdf}")
+    numvfs = dev.path / "sriov_numvfs"
+    try:
+        if dev.sriov_numvfs:
+            _write_raw(numvfs, "0")
+        if count:
+            _write_raw(numvfs, str(count))
+    except PermissionError:
+        raise ResourceError(f"cannot write {numvfs}: permission denied", "run as root") from None
+    except OSError as e:
+        raise ResourceError(f"{dev.driver} did not create {count} VFs on {dev.bdf}: {e.strerror}",
+                            "see dmesg for the driver's reason (a PF driver without SR-IOV "
+                            "support, or VFs still in use)") from None
+    for _ in range(100):
+        now = device(dev.bdf)
+        if len(now.virtfns) == count:
+            return now
+        time.sleep(0.02)
+    raise ResourceError(f"{dev.bdf} has {len(now.virtfns)} VFs after asking for {count}",
+                        "see dmesg for the driver's reason")
 
 
 def numa_node_of_netdev(ifname: str) -> int:

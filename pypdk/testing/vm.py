@@ -31,7 +31,12 @@ What QEMU 7.2 under TCG needs, learned on this machine:
     of an emulated NIC from the host without tap devices (`UdpWire`).
   * The uncompressed kernel (`vmlinux`, PVH entry) boots about twice as fast as the bzImage.
 
-`python -m pypdk.testing.vm prepare` does the one-time set-up (what CI runs);
+SR-IOV (an 82576 PF, `udp_net("igb", ...)`, and its VFs: pypdk.testing.sriov) needs QEMU 8 or
+later: `prepare_qemu10()` unpacks QEMU 10 from bookworm-backports into VM_DIR/q10 without
+touching the system's QEMU 7.2, and `Guest(qemu=prepare_qemu10())` boots with it (with the
+vIOMMU at aw-bits=48 as always, and no 64-bit PCI window on 10.0.x: see Qemu.has_vf_bar_bug).
+
+`python -m pypdk.testing.vm prepare [--qemu10]` does the one-time set-up (what CI runs);
 `python -m pypdk.testing.vm run 'CMD'` boots a guest, runs CMD in the current directory
 and exits with its status.
 """
@@ -39,11 +44,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import glob
 import gzip
 import hashlib
 import io
 import itertools
+import json
 import lzma
 import os
 import shutil
@@ -54,7 +61,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from pypdk.errors import ResourceError, StateError
 
@@ -284,6 +291,147 @@ def prepare(vm_dir: Path | str | None = None, *, log=print) -> Image:
     return Image(vm_dir, kver, kernel, initrd)
 
 
+# ---------------------------------------------------------------- QEMU 10 (SR-IOV)
+
+# QEMU 10 from bookworm-backports, for the 82576 (`-device igb`) with its SR-IOV VFs, which
+# QEMU 7.2 does not emulate. It is unpacked into VM_DIR/q10 with a private apt configuration
+# (own sources, lists and cache): the system's QEMU 7.2, which the other guests use, and the
+# system's apt state are left as they are.
+QEMU10_SUITES = ("bookworm", "bookworm-backports")
+QEMU10_PACKAGES = ("qemu-system-x86", "qemu-system-common", "qemu-system-data", "qemu-system-gui",
+                   "qemu-system-modules-opengl", "qemu-system-modules-spice", "qemu-block-extra",
+                   "seabios")                              # their bookworm-backports versions
+QEMU10_FIRMWARE = ("ipxe-qemu",)                           # bookworm's (not backported): NIC ROMs
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+@dataclasses.dataclass(frozen=True)
+class Qemu:
+    """A QEMU to boot guests with: its binary, its firmware directories (`-L`, searched in
+    order) and the environment it needs (QEMU_MODULE_DIR for an unpacked tree: QEMU also
+    searches the system's module directory, and a module of another build aborts it)."""
+    binary: str = "qemu-system-x86_64"
+    firmware_dirs: tuple[str, ...] = ()
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    version: str = ""                   # "10.0.2"; empty for the system's
+
+    def args(self) -> list[str]:
+        return [a for d in self.firmware_dirs for a in ("-L", d)]
+
+    @property
+    def has_vf_bar_bug(self) -> bool:
+        """QEMU 10.0.x realizes an SR-IOV device's VFs before the PF declares the VF BARs'
+        types: 64-bit VF BARs are decoded as 32-bit, and a guest that places them above 4 GiB
+        reads zeros from them. No 64-bit PCI window (`-global q35-pcihost.pci-hole64-size=0`)
+        keeps them below 4 GiB (Guest's vf_bar_workaround)."""
+        return self.version.startswith("10.0.")
+
+
+SYSTEM_QEMU = Qemu()
+
+
+def debian_mirror(sources: Path | str = "/etc/apt/sources.list.d/debian.sources") -> tuple[str, str]:
+    """The (URI, keyring) of the stanza of a deb822 sources file whose suites include bookworm."""
+    try:
+        text = Path(sources).read_text()
+    except OSError as e:
+        raise ResourceError(f"cannot read {sources}: {e.strerror}",
+                            "QEMU 10 is fetched from the Debian mirror apt is configured with") from None
+    for stanza in text.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and not line.startswith((" ", "\t", "#")):
+                fields[key.strip().lower()] = value.strip()
+        if "bookworm" in fields.get("suites", "").split() and fields.get("uris"):
+            keyring = fields.get("signed-by", "")
+            return fields["uris"].split()[0], keyring if keyring.startswith("/") else DEBIAN_KEYRING
+    raise ResourceError(f"{sources} has no Debian bookworm mirror",
+                        "add a stanza with URIs: http://deb.debian.org/debian and Suites: bookworm")
+
+
+def _private_apt(base: Path, sources: Path | str) -> list[str]:
+    """apt-get options for a configuration of our own under `base`, its lists updated."""
+    uri, keyring = debian_mirror(sources)
+    (base / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (base / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (base / "sources.list.d").mkdir(exist_ok=True)
+    lst = base / "sources.list"
+    want = "".join(f"deb [signed-by={keyring}] {uri} {suite} main\n" for suite in QEMU10_SUITES)
+    lst.write_text(want)
+    opts = ["-o", f"Dir::Etc::SourceList={lst}", "-o", f"Dir::Etc::SourceParts={base / 'sources.list.d'}",
+            "-o", f"Dir::State::Lists={base / 'lists'}", "-o", f"Dir::Cache={base / 'cache'}",
+            "-o", "APT::Sandbox::User=root", "-q"]
+    try:
+        _run("apt-get", *opts, "update")
+    except subprocess.CalledProcessError as e:
+        tail = e.stdout.strip().splitlines()[-1:] or ["?"]
+        raise ResourceError(f"apt-get update for QEMU 10 failed ({uri}): {tail[0]}",
+                            "check the network and the mirror in /etc/apt/sources.list.d/debian.sources") from None
+    return opts
+
+
+def _qemu10(root: Path, version: str) -> Qemu:
+    usr = root / "usr"
+    return Qemu(binary=str(usr / "bin" / "qemu-system-x86_64"),
+                firmware_dirs=(str(usr / "share" / "qemu"), str(usr / "share" / "seabios"),
+                               str(usr / "lib" / "ipxe" / "qemu")),
+                env={"QEMU_MODULE_DIR": str(usr / "lib" / "x86_64-linux-gnu" / "qemu")},
+                version=version)
+
+
+def prepare_qemu10(vm_dir: Path | str | None = None, *, log=print,
+                   sources: Path | str = "/etc/apt/sources.list.d/debian.sources") -> Qemu:
+    """QEMU 10 from bookworm-backports, unpacked (`dpkg -x`) into VM_DIR/q10, with the
+    firmware it loads; made once (a second call reads the stamp and downloads nothing)."""
+    base = Path(vm_dir or VM_DIR) / "q10"
+    base.mkdir(parents=True, exist_ok=True)
+    root, stamp = base / "root", base / "stamp.json"
+    with open(base / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and (root / "usr" / "bin" / "qemu-system-x86_64").exists():
+            return _qemu10(root, json.loads(stamp.read_text())["qemu"])
+        t0 = time.monotonic()
+        opts = _private_apt(base / "apt", sources)
+        backports = QEMU10_SUITES[1]
+        names = [f"{p}/{backports}" for p in QEMU10_PACKAGES] + list(QEMU10_FIRMWARE)
+        log(f"vm: downloading QEMU 10 from {backports} into {base}")
+        debs = base / "debs"
+        shutil.rmtree(debs, ignore_errors=True)
+        debs.mkdir()
+        try:
+            _run("apt-get", *opts, "download", *names, cwd=debs)
+        except subprocess.CalledProcessError as e:
+            tail = e.stdout.strip().splitlines()[-1:] or ["?"]
+            raise ResourceError(f"apt-get download of QEMU 10 failed: {tail[0]}",
+                                f"check that {backports} has {', '.join(QEMU10_PACKAGES)}") from None
+        tmp = base / "root.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        versions = {}
+        for deb in sorted(debs.glob("*.deb")):
+            name, ver = _run("dpkg-deb", "-W", "--showformat=${Package} ${Version}", str(deb)).stdout.split()
+            versions[name] = ver
+            _run("dpkg-deb", "-x", str(deb), str(tmp))
+        q = _qemu10(tmp, "")
+        env = dict(os.environ, **q.env)
+        ver = subprocess.run([q.binary, "--version"], env=env, capture_output=True, text=True)
+        if ver.returncode != 0 or not ver.stdout.startswith("QEMU emulator version "):
+            err = (ver.stderr or ver.stdout).strip().splitlines()[:1] or ["?"]
+            raise ResourceError(f"the unpacked QEMU 10 does not run: {err[0]}",
+                                "install the libraries it names (apt-get install ...), then prepare again")
+        version = ver.stdout.split()[3]
+        helps = subprocess.run([q.binary, "-device", "help"], env=env, capture_output=True, text=True)
+        if '"igb"' not in helps.stdout:
+            raise ResourceError(f"QEMU {version} from {backports} has no igb device",
+                                "the SR-IOV tests need QEMU 8 or later with -device igb")
+        shutil.rmtree(root, ignore_errors=True)
+        tmp.rename(root)
+        shutil.rmtree(debs, ignore_errors=True)
+        stamp.write_text(json.dumps({"qemu": version, "packages": versions}, indent=1) + "\n")
+        log(f"vm: QEMU {version} in {root} ({time.monotonic() - t0:.1f} s)")
+        return _qemu10(root, version)
+
+
 # ---------------------------------------------------------------- devices
 
 def vhost_user_net(path: str, *, queues: int = 1, mac: str | None = None, server: bool = False,
@@ -312,9 +460,11 @@ def vhost_user_net(path: str, *, queues: int = 1, mac: str | None = None, server
 
 def udp_net(model: str, local_port: int, peer_port: int, *, mac: str | None = None,
             addr: str | None = None, name: str | None = None) -> list[str]:
-    """An emulated NIC (`e1000`, `virtio` for a modern virtio-net behind the vIOMMU, or any
-    QEMU device name) whose wire is UDP on 127.0.0.1: QEMU sends each frame the guest
-    transmits to `peer_port` and receives frames sent to `local_port` (see UdpWire)."""
+    """An emulated NIC (`e1000`, `virtio` for a modern virtio-net behind the vIOMMU, `igb`
+    for an 82576 with SR-IOV (QEMU 8 or later: prepare_qemu10), or any QEMU device name)
+    whose wire is UDP on 127.0.0.1: QEMU sends each frame the guest transmits to
+    `peer_port` and receives frames sent to `local_port` (see UdpWire). An igb's VFs share
+    its wire: what they send that the NIC does not switch internally leaves by it."""
     n = name or f"un{next(_seq)}"
     dev = {"virtio": "virtio-net-pci,disable-legacy=on,iommu_platform=on"}.get(model, model)
     dev += f",netdev={n}"
@@ -475,16 +625,24 @@ class Guest:
     to see a driver refuse memory above 2**39), shared_mem (memfd memory shared with a
     vhost-user backend), numa (numa_nodes() arguments; the memory is then theirs),
     devices (QEMU arguments: vhost_user_net, udp_net, UdpWire.nic, ...), rw (host
-    directories mounted read-write at the same path), append (kernel command line)."""
+    directories mounted read-write at the same path), append (kernel command line),
+    qemu (a Qemu: the system's by default, prepare_qemu10() for `igb` with SR-IOV),
+    vf_bar_workaround (no 64-bit PCI window, so that VF BARs work: None = on for the
+    QEMU versions with the VF BAR bug, Qemu.has_vf_bar_bug)."""
 
     def __init__(self, image: Image | None = None, *, cpus: int = 1, mem: int = 1024,
                  iommu: bool = True, iommu_aw_bits: int = 48, shared_mem: bool = False,
                  numa: Sequence[str] = (),
                  devices: Sequence[str] = (), rw: Sequence[str] = (), append: str = "",
+                 qemu: Qemu = SYSTEM_QEMU, vf_bar_workaround: bool | None = None,
                  boot_timeout: float = BOOT_TIMEOUT):
         self.image = image or prepare(log=lambda *_: None)
-        if shutil.which("qemu-system-x86_64") is None:
-            raise ResourceError("qemu-system-x86_64 is not installed",
+        self.emulator = qemu            # (self.qemu is its process)
+        if shutil.which(qemu.binary) is None:
+            if qemu.version:
+                raise ResourceError(f"{qemu.binary} is missing",
+                                    "python -m pypdk.testing.vm prepare --qemu10")
+            raise ResourceError(f"{qemu.binary} is not installed",
                                 "python -m pypdk.testing.vm prepare (apt-get install qemu-system-x86)")
         _remove_stale_jobs(self.image.dir)
         self.job_dir = Path(tempfile.mkdtemp(prefix="job.", dir=self.image.dir))
@@ -515,14 +673,19 @@ class Guest:
             kappend += ["intel_iommu=on", "iommu=pt"]
         if append:
             kappend.append(append)
-        self.argv = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", *mach,
+        if vf_bar_workaround is None:
+            vf_bar_workaround = qemu.has_vf_bar_bug
+        if vf_bar_workaround:
+            mach += ["-global", "q35-pcihost.pci-hole64-size=0"]
+        self.argv = [qemu.binary, *qemu.args(), "-nodefaults", "-no-user-config", *mach,
                      "-smp", str(cpus), *mem_args, *iommu_args,
                      "-display", "none", "-monitor", "none", "-no-reboot",
                      "-serial", f"file:{self.console}", *fs, *devices,
                      "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
                      "-append", " ".join(kappend)]
         self.qemu = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=dict(os.environ, **qemu.env) if qemu.env else None)
         (self.job_dir / "qemu.pid").write_text(str(self.qemu.pid))
         try:
             self._wait_for(self.job_dir / "ready", boot_timeout, "the guest to boot")
@@ -596,10 +759,15 @@ def main(argv=None) -> None:
 
     @cli.command("prepare")
     @click.option("--dir", "vm_dir", default=str(VM_DIR), show_default=True)
-    def prepare_cmd(vm_dir):
+    @click.option("--qemu10", is_flag=True,
+                  help="also QEMU 10 from bookworm-backports, unpacked into DIR/q10 (SR-IOV tests)")
+    def prepare_cmd(vm_dir, qemu10):
         """Install QEMU and busybox, unpack Debian's kernel, build the initramfs."""
         img = prepare(vm_dir)
         click.echo(f"vm: kernel {img.kver}: {img.kernel}, {img.initrd}")
+        if qemu10:
+            q = prepare_qemu10(vm_dir)
+            click.echo(f"vm: QEMU {q.version}: {q.binary}")
 
     @cli.command("run", context_settings={"ignore_unknown_options": True})
     @click.option("--cpus", default=1, show_default=True)
@@ -607,10 +775,12 @@ def main(argv=None) -> None:
     @click.option("--no-iommu", is_flag=True)
     @click.option("--timeout", default=600.0, show_default=True)
     @click.option("--qemu-arg", "extra", multiple=True, help="one more QEMU argument (repeat)")
+    @click.option("--qemu10", is_flag=True, help="boot with the unpacked QEMU 10 (prepare --qemu10)")
     @click.argument("command")
-    def run_cmd(cpus, mem, no_iommu, timeout, extra, command):
+    def run_cmd(cpus, mem, no_iommu, timeout, extra, qemu10, command):
         """Boot a guest, run COMMAND in the current directory, exit with its status."""
-        with Guest(cpus=cpus, mem=mem, iommu=not no_iommu, devices=list(extra)) as g:
+        qemu = prepare_qemu10(log=lambda *_: None) if qemu10 else SYSTEM_QEMU
+        with Guest(cpus=cpus, mem=mem, iommu=not no_iommu, devices=list(extra), qemu=qemu) as g:
             res = g.run(command, timeout=timeout)
         click.echo(res.out, nl=False)
         raise SystemExit(res.rc)
